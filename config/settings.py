@@ -1,0 +1,307 @@
+"""ordersync configuration: one ``Settings`` model, read from the environment and ``.env``.
+
+Every secret may instead be given as ``NAME_FILE`` (a path whose content is the value), the
+Docker-secrets convention. Bad or missing configuration becomes one :class:`ConfigError` whose
+message names the variable — never a traceback, never the offending value (it may be a secret).
+
+The environment variable names are part of the public interface; ``docs/configuration.md`` is
+generated from this model (``ordersync config-docs``) and a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from sync.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept ``3600``, ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` or ISO-8601 (``PT24H``)."""
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if m:
+            unit = (m.group(2) or "s").lower()
+            return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[unit])
+    return value
+
+
+class _FileAwareEnvSource(EnvSettingsSource):
+    """Environment source that also honours ``NAME_FILE`` for every setting."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        if value is None and field.alias:
+            path = os.environ.get(f"{field.alias}_FILE")
+            if path:
+                try:
+                    value = Path(path).read_text(encoding="utf-8").strip()
+                except OSError as exc:
+                    raise ConfigError(
+                        f"{field.alias}_FILE points to a file that cannot be read ({exc.strerror})"
+                    ) from None
+        return value, key, is_complex
+
+
+def _env(name: str, default: Any = ..., description: str = "", **kw: Any) -> Any:
+    return Field(default, alias=name, description=description, **kw)
+
+
+class Settings(BaseSettings):
+    """Every knob of ordersync. The alias of each field is its environment variable."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+    )
+
+    shopwired_base_url: str = _env(
+        "SHOPWIRED_BASE_URL", "https://api.ecommerceapi.uk/v1", "ShopWired API base URL."
+    )
+    shopwired_api_key: str | None = _env(
+        "SHOPWIRED_API_KEY", None, "ShopWired API key (Basic-auth user)."
+    )
+    shopwired_api_secret: SecretStr | None = _env(
+        "SHOPWIRED_API_SECRET", None, "ShopWired API secret (Basic-auth password). Secret."
+    )
+    wiredplus_base_url: str = _env(
+        "WIREDPLUS_BASE_URL", "https://api.wiredplus.com/v1", "WiredPlus API base URL."
+    )
+    wiredplus_api_user: str | None = _env(
+        "WIREDPLUS_API_USER", None, "The WiredPlus API key's *name* (Basic-auth user)."
+    )
+    wiredplus_api_key: SecretStr | None = _env(
+        "WIREDPLUS_API_KEY", None, "The WiredPlus API key (Basic-auth password). Secret."
+    )
+    database_url: str = _env(
+        "DATABASE_URL",
+        "sqlite:///./ordersync.db",
+        "SQLAlchemy URL of the ledger (SQLite or postgresql+psycopg://…).",
+    )
+    redis_url: str | None = _env(
+        "REDIS_URL",
+        None,
+        "Celery broker. Unset = embedded mode: pushes run in-process, no broker needed.",
+    )
+    poll_interval: float = _env(
+        "ORDERSYNC_POLL_INTERVAL", 60.0, "Seconds between two passes of `ordersync run`.", gt=0
+    )
+    currency: str = _env(
+        "ORDERSYNC_CURRENCY", "GBP", "ISO-4217 currency of the shop (ShopWired has no field)."
+    )
+    start_date: datetime | None = _env(
+        "ORDERSYNC_START_DATE",
+        None,
+        "Where the very first run starts reading (ISO date/time, UTC). Default: 30 days back.",
+    )
+    status_map: Path | None = _env(
+        "ORDERSYNC_STATUS_MAP", None, "TOML file overriding the default status map."
+    )
+    first_sight_event_window: timedelta = _env(
+        "ORDERSYNC_FIRST_SIGHT_EVENT_WINDOW",
+        timedelta(hours=24),
+        "An order seen for the first time gets events only if created within this window "
+        "(e.g. `24h`, `90m`, seconds).",
+    )
+    store: str = _env(
+        "ORDERSYNC_STORE",
+        "shopwired",
+        "Name of this store in the ledger; keys carry it so stores can share one database.",
+        pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
+    )
+    reference_prefix: str = _env(
+        "ORDERSYNC_REFERENCE_PREFIX",
+        "",
+        "Prefix for `api_reference_id` / `event_reference` in WiredPlus (e.g. `shop1-`).",
+        max_length=32,
+    )
+    window_overlap: timedelta = _env(
+        "ORDERSYNC_WINDOW_OVERLAP",
+        timedelta(minutes=10),
+        "How far behind the watermark each pass re-reads (late-arriving orders).",
+    )
+    settle_delay: timedelta = _env(
+        "ORDERSYNC_SETTLE_DELAY",
+        timedelta(seconds=30),
+        "New-order windows end this long before the pass started.",
+    )
+    refresh_calls_per_pass: int = _env(
+        "ORDERSYNC_REFRESH_CALLS_PER_PASS",
+        20,
+        "ShopWired calls (50 orders each) a pass may spend refreshing open orders.",
+        ge=0,
+    )
+    refresh_horizon: timedelta = _env(
+        "ORDERSYNC_REFRESH_HORIZON",
+        timedelta(days=90),
+        "Open orders older than this are no longer refreshed by polling.",
+    )
+    shopwired_bucket_size: int = _env(
+        "ORDERSYNC_SHOPWIRED_BUCKET",
+        36,
+        "Client-side leaky bucket depth for ShopWired (server allows 40).",
+        ge=1,
+        le=40,
+    )
+    shopwired_rate: float = _env(
+        "ORDERSYNC_SHOPWIRED_RATE", 2.0, "ShopWired calls per second (server drains 2/s).", gt=0
+    )
+    wiredplus_hourly_limit: int = _env(
+        "ORDERSYNC_WIREDPLUS_HOURLY_LIMIT",
+        5000,
+        "WiredPlus calls per hour until GetAccountInfo tells the real budget.",
+        ge=1,
+    )
+    max_attempts: int = _env(
+        "ORDERSYNC_MAX_ATTEMPTS",
+        8,
+        "Delivery attempts before an order/event is dead-lettered (~27 h with the default "
+        "schedule).",
+        ge=1,
+    )
+    retry_base: timedelta = _env(
+        "ORDERSYNC_RETRY_BASE",
+        timedelta(seconds=5),
+        "First retry delay; later ones follow the Svix-like schedule scaled from it.",
+    )
+    lease: timedelta = _env(
+        "ORDERSYNC_LEASE",
+        timedelta(minutes=2),
+        "How long a worker holds an order while pushing it; expired leases are taken over.",
+    )
+    log_format: Literal["auto", "json", "console"] = _env(
+        "ORDERSYNC_LOG_FORMAT", "auto", "`json`, `console`, or `auto` (console on a TTY)."
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = _env(
+        "ORDERSYNC_LOG_LEVEL", "info", "Minimum log level."
+    )
+
+    @field_validator(
+        "first_sight_event_window",
+        "window_overlap",
+        "settle_delay",
+        "refresh_horizon",
+        "retry_base",
+        "lease",
+        mode="before",
+    )
+    @classmethod
+    def _duration(cls, v: Any) -> Any:
+        return parse_duration(v)
+
+    @field_validator("start_date", mode="before")
+    @classmethod
+    def _start_date(cls, v: Any) -> Any:
+        if isinstance(v, str) and v.strip() == "":
+            return None
+        if isinstance(v, date) and not isinstance(v, datetime):
+            return datetime(v.year, v.month, v.day, tzinfo=UTC)
+        if isinstance(v, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", v.strip()):
+            return datetime.fromisoformat(v.strip()).replace(tzinfo=UTC)
+        return v
+
+    @field_validator("start_date")
+    @classmethod
+    def _aware(cls, v: datetime | None) -> datetime | None:
+        if v is not None and v.tzinfo is None:
+            return v.replace(tzinfo=UTC)
+        return v.astimezone(UTC) if v is not None else None
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, v: str) -> str:
+        v = v.strip().upper()
+        if not re.fullmatch(r"[A-Z]{3}", v):
+            raise ValueError("must be a 3-letter ISO-4217 code such as GBP")
+        return v
+
+    @field_validator("shopwired_base_url", "wiredplus_base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        v = v.strip().rstrip("/")
+        if not re.match(r"^https?://[^\s/]+", v):
+            raise ValueError("must be an http(s) URL")
+        return v
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _blank_none(cls, v: Any) -> Any:
+        return None if isinstance(v, str) and not v.strip() else v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _FileAwareEnvSource(settings_cls), dotenv_settings)
+
+    # -- derived -------------------------------------------------------------------------
+    def effective_start(self, now: datetime) -> datetime:
+        """Where the first pass starts when the ledger has no watermark yet."""
+        return self.start_date or (now - timedelta(days=30))
+
+    @property
+    def embedded(self) -> bool:
+        """True when no broker is configured: pushes run in the calling process."""
+        return self.redis_url is None
+
+    def require_credentials(self) -> None:
+        """Raise :class:`ConfigError` naming every missing credential."""
+        missing = [
+            name
+            for name, value in (
+                ("SHOPWIRED_API_KEY", self.shopwired_api_key),
+                ("SHOPWIRED_API_SECRET", self.shopwired_api_secret),
+                ("WIREDPLUS_API_USER", self.wiredplus_api_user),
+                ("WIREDPLUS_API_KEY", self.wiredplus_api_key),
+            )
+            if value is None or (isinstance(value, str) and not value.strip())
+            or (isinstance(value, SecretStr) and not value.get_secret_value().strip())
+        ]
+        if missing:
+            raise ConfigError(
+                "missing configuration: "
+                + ", ".join(missing)
+                + " (set them in the environment, a .env file, or NAME_FILE)"
+            )
+
+
+def env_names() -> list[str]:
+    """Every environment variable name ``Settings`` reads (without ``_FILE`` variants)."""
+    return [f.alias for f in Settings.model_fields.values() if f.alias]
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings or raise one :class:`ConfigError` naming the bad variables.
+
+    The message never includes the rejected value: it may be a secret.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        aliases = {name: f.alias or name for name, f in Settings.model_fields.items()}
+        problems = []
+        for err in exc.errors(include_input=False, include_url=False):
+            loc = err.get("loc") or ("?",)
+            field = str(loc[0])
+            name = aliases.get(field, field)
+            problems.append(f"{name}: {err.get('msg', 'invalid')}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

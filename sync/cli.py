@@ -1,0 +1,520 @@
+"""``ordersync`` command line. Thin: parse arguments, build the runtime, print results.
+
+Every command turns configuration and credential problems into one clear line on stderr and
+exit code 2 — never a traceback, never a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config.settings import Settings, load_settings
+from sync.errors import FatalError, SkippableError
+
+app = typer.Typer(
+    name="ordersync",
+    help="Keep WiredPlus orders and order events in step with a ShopWired shop.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+dlq_app = typer.Typer(help="Dead letters: orders that could not be delivered.", no_args_is_help=True)
+app.add_typer(dlq_app, name="dlq")
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]ordersync:[/] {message}", highlight=False, markup=True)
+    return typer.Exit(code)
+
+
+@contextmanager
+def _friendly() -> Iterator[None]:
+    try:
+        yield
+    except FatalError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _settings() -> Settings:
+    with _friendly():
+        settings = load_settings()
+    from sync.logs import configure
+
+    configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def _runtime(settings: Settings, **kw: Any) -> Any:
+    from sync.service.runtime import build_runtime
+
+    with _friendly():
+        return build_runtime(settings, **kw)
+
+
+def _dispatcher_for(settings: Settings, runtime_clock: Any = None) -> Any:
+    """Embedded mode pushes in-process; with REDIS_URL the poller enqueues Celery tasks."""
+    if settings.embedded:
+        return None
+    from sync.clock import SystemClock
+    from sync.service.dispatch import QueueDispatcher
+    from workers.app import make_app
+
+    celery = make_app(settings.redis_url)
+
+    def send(store: str, ref: str) -> None:
+        celery.send_task("ordersync.push_order", args=[store, ref])
+
+    return QueueDispatcher(send=send, clock=runtime_clock or SystemClock())
+
+
+class _Stopper:
+    """SIGTERM/SIGINT ask the loop to stop after the current step; a second signal exits."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def install(self) -> None:
+        def handler(signum: int, _: Any) -> None:
+            if self.event.is_set():
+                raise SystemExit(130)
+            err.print(f"ordersync: received signal {signum}, finishing the current pass…")
+            self.event.set()
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+@app.command()
+def run() -> None:
+    """Poll forever. With REDIS_URL set it enqueues pushes for workers, else pushes in-process."""
+    settings = _settings()
+    rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
+    stopper = _Stopper()
+    stopper.install()
+    rt.log.info(
+        "daemon.start",
+        store=settings.store,
+        mode="embedded" if settings.embedded else "broker",
+        poll_interval=settings.poll_interval,
+    )
+    try:
+        while not stopper.event.is_set():
+            try:
+                rt.poller.run_pass()
+            except FatalError as exc:
+                rt.log.critical("daemon.fatal", error=str(exc))
+                raise _fail(str(exc)) from None
+            except Exception as exc:
+                rt.log.error("pass.failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            stopper.event.wait(settings.poll_interval)
+    finally:
+        rt.close()
+    rt.log.info("daemon.stop", store=settings.store)
+
+
+@app.command()
+def poll(
+    once: Annotated[bool, typer.Option("--once", help="Run one complete pass and exit.")] = False,
+) -> None:
+    """One complete pass (exit 0 when it succeeded). In embedded mode all pushes finish first."""
+    if not once:
+        raise _fail("use `ordersync poll --once` (or `ordersync run` to poll forever)")
+    settings = _settings()
+    rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
+    try:
+        with _friendly():
+            report = rt.poller.run_pass()
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        rt.log.error("pass.failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        raise _fail(f"pass failed: {type(exc).__name__}: {exc}", code=1) from None
+    finally:
+        rt.close()
+    counts = rt.ledger.counts(settings.store)
+    out.print(
+        f"pass done: {report.new.seen} orders in window, {report.new.new} new, "
+        f"{report.new.changed + report.refresh.changed} changed, "
+        f"{report.new.events + report.refresh.events} events decided, "
+        f"{report.refresh.seen} refreshed; ledger: "
+        + ", ".join(f"{k} {v}" for k, v in counts.orders.items())
+    )
+    if counts.orders.get("dead"):
+        raise typer.Exit(1)
+
+
+def _parse_when(value: str, name: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise _fail(f"{name}: {value!r} is not a date (use YYYY-MM-DD)") from None
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+@app.command()
+def backfill(
+    since: Annotated[str, typer.Option(help="First created date to import (YYYY-MM-DD).")],
+    until: Annotated[
+        str | None, typer.Option(help="Last created date (default: now).")
+    ] = None,
+) -> None:
+    """Import history into WiredPlus. Never emits events: no customer is mailed about it."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    settings = _settings()
+    rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
+    start = _parse_when(since, "--since")
+    end = _parse_when(until, "--until") if until else rt.clock.now()
+    if end < start:
+        raise _fail("--until is before --since")
+    total_s = max((end - start).total_seconds(), 1.0)
+    try:
+        with Progress(
+            TextColumn("[bold]backfill"), BarColumn(), TextColumn("{task.description}"),
+            TimeElapsedColumn(), console=err, transient=False,
+        ) as progress:
+            task = progress.add_task("", total=total_s)
+            seen = 0
+
+            def step(window: Any, part: Any) -> None:
+                nonlocal seen
+                seen += part.seen
+                progress.update(
+                    task,
+                    completed=(window.end - start).total_seconds(),
+                    description=f"{seen} orders, up to {window.end:%Y-%m-%d}",
+                )
+
+            with _friendly():
+                result = rt.poller.backfill(start, end, progress=step)
+    finally:
+        rt.close()
+    out.print(
+        f"backfill done: {result.seen} orders read, {result.new} new, {result.changed} changed, "
+        f"{result.skipped} skipped, 0 events"
+    )
+
+
+def _status_data(settings: Settings) -> dict[str, Any]:
+    from sync.ledger.store import LAST_PASS_ERROR, LAST_PASS_OK, WATERMARK, Ledger
+
+    ledger = Ledger(settings.database_url)
+    try:
+        ledger.create_schema()
+        counts = ledger.counts(settings.store)
+        now = datetime.now(UTC)
+        wm = ledger.get_cursor(settings.store, WATERMARK)
+        last_ok = ledger.get_cursor(settings.store, LAST_PASS_OK)
+        last_err = ledger.get_cursor(settings.store, LAST_PASS_ERROR)
+        problems = [
+            {
+                "order": r.source_order_id,
+                "reference": r.order_reference,
+                "state": r.state,
+                "attempts": r.attempts,
+                "error": r.last_error,
+                "next_attempt_at": r.next_attempt_at.isoformat() if r.next_attempt_at else None,
+            }
+            for r in ledger.problems(settings.store)
+        ]
+    finally:
+        ledger.dispose()
+    lag = (now - datetime.fromisoformat(wm)).total_seconds() if wm else None
+    return {
+        "store": settings.store,
+        "mode": "embedded" if settings.embedded else "broker",
+        "orders": counts.orders,
+        "events": counts.events,
+        "watermark": wm,
+        "watermark_lag_seconds": round(lag, 1) if lag is not None else None,
+        "last_successful_pass": last_ok,
+        "last_pass_error": last_err,
+        "recent_problems": problems,
+    }
+
+
+@app.command()
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Counts by state, watermark and lag, last errors."""
+    settings = _settings()
+    data = _status_data(settings)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2))
+        return
+    t = Table(title=f"ordersync — store {data['store']} ({data['mode']} mode)")
+    t.add_column("what")
+    t.add_column("value", overflow="fold")
+    t.add_row("orders", ", ".join(f"{k}: {v}" for k, v in data["orders"].items()))
+    t.add_row("events", ", ".join(f"{k}: {v}" for k, v in data["events"].items()))
+    t.add_row("watermark", str(data["watermark"] or "— (no pass yet)"))
+    lag = data["watermark_lag_seconds"]
+    t.add_row("watermark lag", f"{lag / 60:.1f} min" if lag is not None else "—")
+    t.add_row("last successful pass", str(data["last_successful_pass"] or "never"))
+    if data["last_pass_error"]:
+        t.add_row("last pass error", data["last_pass_error"])
+    out.print(t)
+    if data["recent_problems"]:
+        p = Table(title="orders needing attention")
+        for col in ("order", "reference", "state", "attempts", "error"):
+            p.add_column(col, overflow="fold")
+        for row in data["recent_problems"]:
+            p.add_row(
+                row["order"], str(row["reference"] or ""), row["state"], str(row["attempts"]),
+                (row["error"] or "")[:200],
+            )
+        out.print(p)
+
+
+@app.command()
+def show(order_id: Annotated[str, typer.Argument(help="ShopWired order id or reference.")]) -> None:
+    """That order's ledger record, events and history."""
+    from sync.ledger.store import Ledger
+
+    settings = _settings()
+    ledger = Ledger(settings.database_url)
+    ledger.create_schema()
+    try:
+        row = ledger.find_order(settings.store, order_id)
+        if row is None:
+            raise _fail(f"order {order_id} is not in the ledger of store {settings.store}", 1)
+        events = ledger.events_for(settings.store, row.ref)
+        history = ledger.history(settings.store, row.ref)
+    finally:
+        ledger.dispose()
+    t = Table(title=f"order {row.source_order_id} (reference {row.order_reference})")
+    t.add_column("field")
+    t.add_column("value", overflow="fold")
+    for name in (
+        "ref", "state", "status_name", "order_status", "wiredplus_id", "attempts", "last_error",
+        "created_at", "first_seen_at", "changed_at", "synced_at", "next_attempt_at",
+    ):
+        value = getattr(row, name)
+        t.add_row(name, "" if value is None else str(value))
+    out.print(t)
+    e = Table(title="events")
+    for col in ("event_reference", "type", "state", "attempts", "wiredplus_id", "error"):
+        e.add_column(col, overflow="fold")
+    for ev in events:
+        e.add_row(ev.event_reference, ev.event_type, ev.state, str(ev.attempts),
+                  ev.wiredplus_id or "", ev.last_error or "")
+    out.print(e)
+    h = Table(title="history")
+    for col in ("at", "action", "detail"):
+        h.add_column(col, overflow="fold")
+    for log in history:
+        h.add_row(log.at.isoformat(timespec="seconds"), log.action, log.detail or "")
+    out.print(h)
+
+
+@app.command("map")
+def map_cmd(
+    file: Annotated[str, typer.Argument(help="ShopWired order JSON file, or - for stdin.")] = "-",
+) -> None:
+    """Preview: print the WiredPlus UpdateOrder body for a ShopWired order (no network)."""
+    from sync.domain.mapping import map_order, order_date
+    from sync.domain.parse_shopwired import parse_shopwired_order
+    from sync.service.runtime import load_status_map, mapping_context
+
+    with _friendly():
+        settings = load_settings()
+        status_map = load_status_map(settings)
+    text = sys.stdin.read() if file == "-" else _read(file)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(f"input is not JSON: {exc}", 1) from None
+    items = doc if isinstance(doc, list) else [doc]
+    results: list[Any] = []
+    failed = 0
+    for raw in items:
+        try:
+            order = parse_shopwired_order(raw)
+            body = map_order(order, status_map.resolve(order.status), mapping_context(settings))
+            body["order_update_date"] = order_date(order.created_at)
+            results.append(body)
+        except SkippableError as exc:
+            failed += 1
+            rid = raw.get("id") if isinstance(raw, dict) else None
+            results.append({"skipped": True, "id": rid, "reason": exc.message})
+    typer.echo(json.dumps(results if isinstance(doc, list) else results[0], indent=2,
+                          ensure_ascii=False))
+    if failed:
+        raise typer.Exit(1)
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise _fail(f"cannot read {path}: {exc.strerror}", 1) from None
+
+
+@app.command()
+def check() -> None:
+    """Check configuration, credentials and reachability of both APIs."""
+    settings = _settings()
+    ok = True
+    out.print("[green]✓[/] configuration is valid")
+    rt = _runtime(settings, create_schema=True)
+    try:
+        for name, probe in (
+            ("database", lambda: rt.ledger.counts(settings.store)),
+            ("ShopWired", lambda: len(rt.source.statuses())),
+            ("WiredPlus", lambda: rt.wiredplus.account_info()),
+        ):
+            try:
+                result = probe()
+                detail = ""
+                if name == "ShopWired":
+                    detail = f" ({result} order statuses)"
+                if name == "WiredPlus":
+                    detail = (
+                        f" (account {result.account_name!r}, "
+                        f"{result.ratelimit_remaining}/{result.ratelimit_limit} calls left "
+                        "this hour)"
+                    )
+                out.print(f"[green]✓[/] {name} reachable{detail}")
+            except Exception as exc:
+                ok = False
+                out.print(f"[red]✗[/] {name}: {exc}", highlight=False)
+    finally:
+        rt.close()
+    if not ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run a Celery worker that pushes orders (needs REDIS_URL)."""
+    settings = _settings()
+    if settings.embedded:
+        raise _fail("REDIS_URL is not set: workers need a broker (embedded mode needs none)")
+    from sync.ledger.store import Ledger
+
+    ledger = Ledger(settings.database_url)
+    ledger.create_schema()
+    ledger.dispose()
+    from workers.app import make_app
+    import workers.app as wa
+
+    wa.app = make_app(settings.redis_url)
+    wa.app.register_task(wa.push_order)
+    wa.app.worker_main(
+        ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
+         "--prefetch-multiplier=1", "-Q", "ordersync", "--without-gossip", "--without-mingle"]
+    )
+
+
+@app.command()
+def health(
+    max_age: Annotated[
+        float | None,
+        typer.Option(help="Seconds since the last successful pass (default 3 polls + 5 min)."),
+    ] = None,
+    no_pass_check: Annotated[
+        bool, typer.Option("--no-pass-check", help="Only check database and broker (workers).")
+    ] = False,
+) -> None:
+    """Exit 0 when healthy: database and broker reachable, last pass recent enough."""
+    from sync.ledger.store import LAST_PASS_OK, Ledger
+
+    settings = _settings()
+    problems: list[str] = []
+    ledger = Ledger(settings.database_url)
+    try:
+        last_ok = ledger.get_cursor(settings.store, LAST_PASS_OK)
+    except Exception as exc:
+        problems.append(f"database unreachable: {type(exc).__name__}")
+        last_ok = None
+    finally:
+        ledger.dispose()
+    if settings.redis_url:
+        try:
+            import redis
+
+            redis.Redis.from_url(settings.redis_url, socket_timeout=3).ping()
+        except Exception as exc:
+            problems.append(f"broker unreachable: {type(exc).__name__}")
+    if not no_pass_check and not problems:
+        limit = max_age if max_age is not None else settings.poll_interval * 3 + 300
+        if last_ok is None:
+            problems.append("no successful pass yet")
+        else:
+            age = (datetime.now(UTC) - datetime.fromisoformat(last_ok)).total_seconds()
+            if age > limit:
+                problems.append(f"last successful pass was {age:.0f}s ago (limit {limit:.0f}s)")
+    if problems:
+        raise _fail("unhealthy: " + "; ".join(problems), 1)
+    out.print("healthy")
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the ledger schema."""
+    from sync.ledger.store import Ledger
+
+    settings = _settings()
+    ledger = Ledger(settings.database_url)
+    try:
+        ledger.create_schema()
+    finally:
+        ledger.dispose()
+    out.print("ledger schema is up to date")
+
+
+@app.command()
+def sandbox(
+    orders: Annotated[int, typer.Option(help="Orders to generate.")] = 300,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 7,
+    activity: Annotated[float, typer.Option(help="Seconds between activity ticks (0 = off).")] = 5,
+    port_shopwired: Annotated[int, typer.Option(help="ShopWired port (0 = free).")] = 8081,
+    port_wiredplus: Annotated[int, typer.Option(help="WiredPlus port (0 = free).")] = 8082,
+) -> None:
+    """Serve the ShopWired and WiredPlus simulators until interrupted."""
+    from sync.service.demo import serve_sandbox
+
+    serve_sandbox(orders=orders, seed=seed, activity=activity,
+                  ports=(port_shopwired, port_wiredplus), console=out)
+
+
+@app.command()
+def demo(
+    orders: Annotated[int, typer.Option(help="Orders the sandbox shop holds.")] = 400,
+    passes: Annotated[int, typer.Option(help="Passes to run after the first import.")] = 3,
+    seed: Annotated[int, typer.Option(help="Generator seed.")] = 7,
+) -> None:
+    """Run the whole sync end to end against the built-in sandbox, then print a summary."""
+    from sync.service.demo import run_demo
+
+    with _friendly():
+        code = run_demo(orders=orders, passes=passes, seed=seed, console=out)
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except FatalError as exc:  # pragma: no cover - last resort
+        err.print(f"ordersync: {exc}")
+        sys.exit(2)
+

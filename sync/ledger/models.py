@@ -1,0 +1,144 @@
+"""Ledger tables (SQLAlchemy 2). The ledger is the only truth about what is pending.
+
+Keys carry ``store`` so several stores (and sources) can share one database.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC, returns aware UTC — identical on SQLite and PostgreSQL."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger; use aware UTC")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        assert isinstance(value, datetime)
+        return value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class OrderState:
+    PENDING = "pending"
+    SYNCED = "synced"
+    SKIPPED = "skipped"  # could not be mapped; waits for the order to change
+    DEAD = "dead"  # rejected by WiredPlus or retries exhausted; `dlq replay` revives it
+    ALL = (PENDING, SYNCED, SKIPPED, DEAD)
+
+
+class EventState:
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+    ALL = (PENDING, SENT, DEAD)
+
+
+class OrderRow(Base):
+    __tablename__ = "ledger_orders"
+    __table_args__ = (
+        UniqueConstraint("store", "ref", name="uq_ledger_orders_store_ref"),
+        Index("ix_ledger_orders_due", "store", "state", "next_attempt_at"),
+        Index("ix_ledger_orders_refresh", "store", "terminal", "last_checked_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store: Mapped[str] = mapped_column(String(64))
+    ref: Mapped[str] = mapped_column(String(128))  # WiredPlus api_reference_id
+    source_order_id: Mapped[str] = mapped_column(String(64))
+    order_reference: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    status_id: Mapped[str | None] = mapped_column(String(64))
+    status_name: Mapped[str | None] = mapped_column(String(100))
+    order_status: Mapped[str | None] = mapped_column(String(32))
+    terminal: Mapped[bool] = mapped_column(Boolean, default=False)
+    refund_keys: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    payload: Mapped[str | None] = mapped_column(Text)  # UpdateOrder body, JSON
+    content_hash: Mapped[str | None] = mapped_column(String(64))
+    pushed_hash: Mapped[str | None] = mapped_column(String(64))
+    wiredplus_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class EventRow(Base):
+    __tablename__ = "ledger_events"
+    __table_args__ = (
+        UniqueConstraint("store", "event_reference", name="uq_ledger_events_store_ref"),
+        Index("ix_ledger_events_order", "store", "order_ref", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store: Mapped[str] = mapped_column(String(64))
+    order_ref: Mapped[str] = mapped_column(String(128))
+    event_reference: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    wiredplus_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LogRow(Base):
+    """Per-order history for ``ordersync show``: what happened, when, and why."""
+
+    __tablename__ = "ledger_log"
+    __table_args__ = (Index("ix_ledger_log_order", "store", "ref", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store: Mapped[str] = mapped_column(String(64))
+    ref: Mapped[str] = mapped_column(String(128))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    action: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class CursorRow(Base):
+    """Named cursors per store: the new-order watermark, last pass times."""
+
+    __tablename__ = "ledger_cursors"
+
+    store: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())

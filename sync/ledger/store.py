@@ -1,0 +1,285 @@
+"""The ledger: engine, sessions and the queries every other room needs.
+
+Contracts:
+
+* ``claim`` is the only way to start pushing an order: an atomic compare-and-set on a lease, so
+  two workers never push the same order at once (works identically on SQLite and PostgreSQL).
+* ``finish_push`` marks an order synced only if nobody changed it since the claim (``version``),
+  so an order updated mid-push stays pending and is pushed again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from sync.ledger.models import (
+    Base,
+    CursorRow,
+    EventRow,
+    EventState,
+    LogRow,
+    OrderRow,
+    OrderState,
+)
+
+WATERMARK = "new_orders_watermark"
+LAST_PASS_OK = "last_pass_ok"
+LAST_PASS_ERROR = "last_pass_error"
+
+
+def make_engine(url: str) -> Engine:
+    """Engine with sane settings for concurrent workers (WAL + busy timeout on SQLite)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(
+            url, connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    orders: dict[str, int]
+    events: dict[str, int]
+
+
+class Ledger:
+    """Access to the ledger database."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def drop_schema(self) -> None:
+        Base.metadata.drop_all(self.engine)
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """One transaction: committed on success, rolled back on any exception."""
+        with self._sessions() as s, s.begin():
+            yield s
+
+    # -- cursors ------------------------------------------------------------------------
+    def get_cursor(self, store: str, name: str) -> str | None:
+        with self.session() as s:
+            row = s.get(CursorRow, (store, name))
+            return row.value if row else None
+
+    @staticmethod
+    def set_cursor(s: Session, store: str, name: str, value: str, now: datetime) -> None:
+        row = s.get(CursorRow, (store, name))
+        if row is None:
+            s.add(CursorRow(store=store, name=name, value=value, updated_at=now))
+        else:
+            row.value = value
+            row.updated_at = now
+
+    # -- reads --------------------------------------------------------------------------
+    @staticmethod
+    def load_orders(s: Session, store: str, refs: Sequence[str]) -> dict[str, OrderRow]:
+        if not refs:
+            return {}
+        rows = s.scalars(
+            select(OrderRow).where(OrderRow.store == store, OrderRow.ref.in_(list(set(refs))))
+        )
+        return {r.ref: r for r in rows}
+
+    @staticmethod
+    def existing_event_refs(s: Session, store: str, refs: Sequence[str]) -> set[str]:
+        if not refs:
+            return set()
+        return set(
+            s.scalars(
+                select(EventRow.event_reference).where(
+                    EventRow.store == store, EventRow.event_reference.in_(list(set(refs)))
+                )
+            )
+        )
+
+    def get_order(self, store: str, ref: str) -> OrderRow | None:
+        with self.session() as s:
+            return s.scalar(select(OrderRow).where(OrderRow.store == store, OrderRow.ref == ref))
+
+    def find_order(self, store: str, key: str) -> OrderRow | None:
+        """By api_reference_id, shop order id or shop order reference."""
+        with self.session() as s:
+            return s.scalars(
+                select(OrderRow).where(
+                    OrderRow.store == store,
+                    or_(
+                        OrderRow.ref == key,
+                        OrderRow.source_order_id == key,
+                        OrderRow.order_reference == key,
+                    ),
+                )
+            ).first()
+
+    def events_for(self, store: str, ref: str) -> list[EventRow]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(EventRow)
+                    .where(EventRow.store == store, EventRow.order_ref == ref)
+                    .order_by(EventRow.id)
+                )
+            )
+
+    def history(self, store: str, ref: str, limit: int = 200) -> list[LogRow]:
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(LogRow)
+                    .where(LogRow.store == store, LogRow.ref == ref)
+                    .order_by(LogRow.id)
+                    .limit(limit)
+                )
+            )
+
+    def due_refs(self, store: str, now: datetime, limit: int = 10_000) -> list[str]:
+        """Orders that should be pushed now (pending, due, not leased by a live worker)."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(OrderRow.ref)
+                    .where(
+                        OrderRow.store == store,
+                        OrderRow.state == OrderState.PENDING,
+                        or_(OrderRow.next_attempt_at.is_(None), OrderRow.next_attempt_at <= now),
+                        or_(OrderRow.lease_until.is_(None), OrderRow.lease_until < now),
+                    )
+                    .order_by(OrderRow.next_attempt_at.asc().nulls_first(), OrderRow.id)
+                    .limit(limit)
+                )
+            )
+
+    def next_due_at(self, store: str) -> datetime | None:
+        with self.session() as s:
+            return s.scalar(
+                select(func.min(OrderRow.next_attempt_at)).where(
+                    OrderRow.store == store, OrderRow.state == OrderState.PENDING
+                )
+            )
+
+    def refresh_candidates(
+        self, store: str, *, created_after: datetime, limit: int
+    ) -> list[tuple[str, str]]:
+        """Open (non-terminal) orders, least recently checked first: (ref, shop order id)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(OrderRow.ref, OrderRow.source_order_id)
+                .where(
+                    OrderRow.store == store,
+                    OrderRow.terminal.is_(False),
+                    OrderRow.deleted.is_(False),
+                    or_(OrderRow.created_at.is_(None), OrderRow.created_at >= created_after),
+                )
+                .order_by(OrderRow.last_checked_at, OrderRow.id)
+                .limit(limit)
+            )
+            return [(r[0], r[1]) for r in rows]
+
+    def counts(self, store: str | None = None) -> Counts:
+        with self.session() as s:
+            oq = select(OrderRow.state, func.count()).group_by(OrderRow.state)
+            eq = select(EventRow.state, func.count()).group_by(EventRow.state)
+            if store:
+                oq = oq.where(OrderRow.store == store)
+                eq = eq.where(EventRow.store == store)
+            orders = {st: 0 for st in OrderState.ALL} | {str(r[0]): int(r[1]) for r in s.execute(oq).all()}
+            events = {st: 0 for st in EventState.ALL} | {str(r[0]): int(r[1]) for r in s.execute(eq).all()}
+            return Counts(orders=orders, events=events)
+
+    def problems(self, store: str, limit: int = 10) -> list[OrderRow]:
+        """Most recent orders that are dead, skipped or retrying with an error."""
+        with self.session() as s:
+            return list(
+                s.scalars(
+                    select(OrderRow)
+                    .where(
+                        OrderRow.store == store,
+                        OrderRow.last_error.is_not(None),
+                        OrderRow.state != OrderState.SYNCED,
+                    )
+                    .order_by(OrderRow.changed_at.desc())
+                    .limit(limit)
+                )
+            )
+
+    # -- push protocol ------------------------------------------------------------------
+    def claim(
+        self, store: str, ref: str, owner: str, now: datetime, lease: timedelta
+    ) -> OrderRow | None:
+        """Take the push lease on a due, pending order; None if not due or someone has it."""
+        with self.session() as s:
+            res = s.execute(
+                update(OrderRow)
+                .where(
+                    OrderRow.store == store,
+                    OrderRow.ref == ref,
+                    OrderRow.state == OrderState.PENDING,
+                    or_(OrderRow.next_attempt_at.is_(None), OrderRow.next_attempt_at <= now),
+                    or_(OrderRow.lease_until.is_(None), OrderRow.lease_until < now),
+                )
+                .values(lease_owner=owner, lease_until=now + lease)
+                .execution_options(synchronize_session=False)
+            )
+            if res.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            return s.scalar(select(OrderRow).where(OrderRow.store == store, OrderRow.ref == ref))
+
+    @staticmethod
+    def pending_events(s: Session, store: str, ref: str) -> list[EventRow]:
+        return list(
+            s.scalars(
+                select(EventRow)
+                .where(
+                    EventRow.store == store,
+                    EventRow.order_ref == ref,
+                    EventRow.state == EventState.PENDING,
+                )
+                .order_by(EventRow.id)
+            )
+        )
+
+    def release(self, store: str, ref: str, owner: str) -> None:
+        with self.session() as s:
+            s.execute(
+                update(OrderRow)
+                .where(OrderRow.store == store, OrderRow.ref == ref, OrderRow.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    @staticmethod
+    def log(s: Session, store: str, ref: str, at: datetime, action: str, detail: Any = None) -> None:
+        text = detail if isinstance(detail, str) or detail is None else json.dumps(detail)
+        s.add(LogRow(store=store, ref=ref, at=at, action=action, detail=text))
+
+    @staticmethod
+    def owner_filter(store: str, ref: str, owner: str) -> Any:
+        return and_(OrderRow.store == store, OrderRow.ref == ref, OrderRow.lease_owner == owner)

@@ -1,0 +1,384 @@
+"""The one table that turns every HTTP outcome into what the caller must do.
+
+Both HTTP clients (:mod:`sync.sources.shopwired`, :mod:`sync.sinks.wiredplus`) send every
+response or transport exception through :func:`classify`, then :func:`raise_for_outcome`. No
+other module decides whether a status code is fatal, retryable or skippable.
+
+Kinds
+-----
+``ok``         success; the caller uses the body.
+``retry``      transient; the same request may succeed later (:class:`~sync.errors.RetryableError`).
+``fatal``      a human must fix something: credentials, base URL, or a bug in *our* request
+               (:class:`~sync.errors.FatalError`). Retrying would only burn rate budget.
+``skip``       this one item was rejected; dead-letter it with the reason
+               (:class:`~sync.errors.SkippableError`).
+``not_found``  the thing asked for does not exist (ShopWired single order); the caller decides.
+
+The rules, first match wins (see :data:`EXCEPTION_RULES`, :data:`STATUS_RULES`,
+:data:`STATUS_CLASS_RULES` and the 2xx body rules in :func:`_classify_success`):
+
+====================================  ==============  ================  =========================
+When                                  ShopWired       WiredPlus         Why
+====================================  ==============  ================  =========================
+UnsupportedProtocol, InvalidURL,      fatal           fatal             the base URL or a header
+LocalProtocolError, TooManyRedirects                                    (credential) is malformed
+TimeoutException, TransportError,     retry           retry             network trouble; the
+DecodingError, other RequestError                                       request may not have run
+any other exception                   fatal           fatal             a bug: be loud
+2xx, body the JSON we expect          ok              ok
+2xx, body not JSON / wrong shape      retry           retry             truncated page (SW); we
+                                                                        cannot know the id (WP),
+                                                                        and upserts are idempotent
+2xx, JSON object with ``error``       n/a             skip              WiredPlus reports failure
+                                                                        in the body; if the body
+                                                                        carries its own ``status``
+                                                                        ≥ 400 that status is
+                                                                        classified instead
+3xx (redirects are not followed)      fatal           fatal             check ``*_BASE_URL``
+400                                   fatal           skip              SW: our query is wrong;
+                                                                        WP: the order was rejected
+401, 403                              fatal           fatal             names the credentials
+404                                   not_found       skip              SW single order gone; WP
+                                                                        unknown id
+405, 415                              fatal           fatal             our request is wrong
+408, 409, 425, 429                    retry           retry             429 honours Retry-After
+422                                   fatal           skip
+other 4xx                             fatal           skip
+5xx                                   retry           retry             503 honours Retry-After
+anything else (1xx, ≥ 600)            retry           retry             odd proxy; try later
+====================================  ==============  ================  =========================
+
+``Retry-After`` (delta-seconds or an HTTP-date) is parsed for every ``retry`` outcome caused by a
+status code; it is documented for 429 and 503 and harmless elsewhere.
+
+Response text kept in a reason is whitespace-collapsed and truncated to :data:`MAX_REASON_TEXT`
+characters. 401/403 reasons never include the body (it could echo what we sent).
+
+The module is pure: no I/O, no logging. The only clock it may read is ``datetime.now`` when an
+HTTP-date ``Retry-After`` arrives and the caller passed no ``now`` (clients always pass one).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from types import MappingProxyType
+from typing import Any, Final, Literal
+
+import httpx
+
+from sync.errors import FatalError, RetryableError, SkippableError
+
+Api = Literal["shopwired", "wiredplus"]
+Kind = Literal["ok", "retry", "fatal", "skip", "not_found"]
+Expect = Literal["any", "object", "list"]
+
+MAX_REASON_TEXT: Final = 500
+
+#: Which environment variables a human must check after a 401/403, per API.
+CREDENTIAL_VARS: Final[Mapping[Api, str]] = MappingProxyType(
+    {
+        "shopwired": "SHOPWIRED_API_KEY/SHOPWIRED_API_SECRET",
+        "wiredplus": "WIREDPLUS_API_USER/WIREDPLUS_API_KEY",
+    }
+)
+BASE_URL_VARS: Final[Mapping[Api, str]] = MappingProxyType(
+    {"shopwired": "SHOPWIRED_BASE_URL", "wiredplus": "WIREDPLUS_BASE_URL"}
+)
+API_NAMES: Final[Mapping[Api, str]] = MappingProxyType(
+    {"shopwired": "ShopWired", "wiredplus": "WiredPlus"}
+)
+
+#: Exact status codes: code → (ShopWired kind, WiredPlus kind).
+STATUS_RULES: Final[Mapping[int, tuple[Kind, Kind]]] = MappingProxyType(
+    {
+        400: ("fatal", "skip"),
+        401: ("fatal", "fatal"),
+        403: ("fatal", "fatal"),
+        404: ("not_found", "skip"),
+        405: ("fatal", "fatal"),
+        408: ("retry", "retry"),
+        409: ("retry", "retry"),
+        415: ("fatal", "fatal"),
+        422: ("fatal", "skip"),
+        425: ("retry", "retry"),
+        429: ("retry", "retry"),
+    }
+)
+
+#: Status classes (``status // 100``) for codes not in :data:`STATUS_RULES`.
+STATUS_CLASS_RULES: Final[Mapping[int, tuple[Kind, Kind]]] = MappingProxyType(
+    {
+        2: ("ok", "ok"),
+        3: ("fatal", "fatal"),
+        4: ("fatal", "skip"),
+        5: ("retry", "retry"),
+    }
+)
+#: Anything outside 200-599.
+STATUS_FALLBACK: Final[tuple[Kind, Kind]] = ("retry", "retry")
+
+#: Exceptions, first ``isinstance`` match wins: (type, ShopWired kind, WiredPlus kind).
+EXCEPTION_RULES: Final[tuple[tuple[type[BaseException], Kind, Kind], ...]] = (
+    (httpx.UnsupportedProtocol, "fatal", "fatal"),
+    (httpx.InvalidURL, "fatal", "fatal"),
+    (httpx.LocalProtocolError, "fatal", "fatal"),
+    (httpx.TooManyRedirects, "fatal", "fatal"),
+    (httpx.TimeoutException, "retry", "retry"),
+    (httpx.TransportError, "retry", "retry"),
+    (httpx.DecodingError, "retry", "retry"),
+    (httpx.RequestError, "retry", "retry"),
+)
+EXCEPTION_FALLBACK: Final[tuple[Kind, Kind]] = ("fatal", "fatal")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one HTTP exchange means for the caller.
+
+    ``retry_after`` is the server's ``Retry-After`` in seconds (≥ 0) when it sent a usable one.
+    ``reason`` is a human sentence; it never contains credentials. ``status`` is the HTTP
+    status, when there was a response.
+    """
+
+    kind: Kind
+    retry_after: float | None
+    reason: str
+    status: int | None = None
+
+
+_WS = re.compile(r"\s+")
+
+
+def truncate(text: str, limit: int = MAX_REASON_TEXT) -> str:
+    """``text`` with whitespace runs collapsed, cut to ``limit`` characters (``…`` marks a cut)."""
+    text = _WS.sub(" ", text).strip()
+    if len(text) <= limit:
+        return text
+    return text[: max(limit - 1, 0)] + "…"
+
+
+#: Returned by :func:`decode_json` for an empty or non-JSON body.
+INVALID_JSON: Final = object()
+
+
+def decode_json(text: str) -> Any:
+    """The JSON value of ``text``, or :data:`INVALID_JSON` when it is empty or not JSON."""
+    if not text.strip():
+        return INVALID_JSON
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return INVALID_JSON
+
+
+def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header, or None when absent or unusable.
+
+    Accepts delta-seconds (``"120"``, tolerating ``"1.5"``) and an HTTP-date
+    (``"Wed, 21 Oct 2015 07:28:00 GMT"``, measured from ``now``). Past dates and negative
+    numbers give 0.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        ref = now if now is not None else datetime.now(UTC)
+        seconds = (when - ref).total_seconds()
+    if not math.isfinite(seconds):
+        return None
+    return max(seconds, 0.0)
+
+
+def _pick(api: Api, pair: tuple[Kind, Kind]) -> Kind:
+    return pair[0] if api == "shopwired" else pair[1]
+
+
+def _describe_json(value: Any) -> str:
+    if value is INVALID_JSON:
+        return "no JSON"
+    if isinstance(value, list):
+        return "a JSON array"
+    if isinstance(value, dict):
+        return "a JSON object"
+    return f"JSON {type(value).__name__}"
+
+
+def _status_reason(api: Api, status: int, kind: Kind, body_text: str) -> str:
+    name = API_NAMES[api]
+    creds = CREDENTIAL_VARS[api]
+    if status == 401:
+        return f"{name} rejected the credentials: check {creds}"
+    if status == 403:
+        extra = (
+            " and that the key has permission for this endpoint"
+            if api == "shopwired"
+            else " and that the orders feature is enabled for the account"
+        )
+        return f"{name} refused access: check {creds}{extra}"
+    if 300 <= status < 400:
+        return f"{name} answered with a redirect: check {BASE_URL_VARS[api]}"
+    if status == 404 and kind == "not_found":
+        return f"not found on {name}"
+    text = truncate(body_text)
+    if kind == "fatal":
+        lead = f"{name} says our request is invalid (a bug or configuration problem)"
+    elif kind == "skip":
+        lead = f"{name} rejected the data"
+    elif status == 429:
+        lead = f"{name} rate limit exceeded"
+    else:
+        lead = f"{name} is unavailable or busy"
+    return f"{lead}: {text}" if text else lead
+
+
+def _from_status(
+    api: Api, status: int, body_text: str, retry_after_header: str | None, now: datetime | None
+) -> Outcome:
+    pair = STATUS_RULES.get(status) or STATUS_CLASS_RULES.get(status // 100) or STATUS_FALLBACK
+    kind = _pick(api, pair)
+    retry_after = parse_retry_after(retry_after_header, now=now) if kind == "retry" else None
+    return Outcome(kind, retry_after, _status_reason(api, status, kind, body_text), status)
+
+
+def _body_status(value: Any) -> int | None:
+    """WiredPlus repeats the HTTP status in the body; accept ints and digit strings."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def _classify_success(
+    api: Api,
+    status: int,
+    body_text: str,
+    retry_after_header: str | None,
+    expect: Expect,
+    now: datetime | None,
+) -> Outcome:
+    name = API_NAMES[api]
+    needs_json = expect != "any" or api == "wiredplus"
+    value = decode_json(body_text) if needs_json else INVALID_JSON
+    if api == "wiredplus" and isinstance(value, dict):
+        error = value.get("error")
+        if error not in (None, "", False):
+            error_text = error if isinstance(error, str) else json.dumps(error)
+            inner = _body_status(value.get("status"))
+            if inner is not None and inner >= 400:
+                inner_outcome = _from_status(api, inner, error_text, retry_after_header, now)
+                return Outcome(
+                    inner_outcome.kind,
+                    inner_outcome.retry_after,
+                    inner_outcome.reason,
+                    status,
+                )
+            return Outcome(
+                "skip", None, f"{name} rejected the data: {truncate(error_text)}", status
+            )
+    if expect == "list" and not isinstance(value, list):
+        return Outcome(
+            "retry",
+            None,
+            f"{name} sent {_describe_json(value)} where a JSON array was expected "
+            f"(truncated or garbled response): {truncate(body_text, 200)}",
+            status,
+        )
+    if expect == "object" and not isinstance(value, dict):
+        return Outcome(
+            "retry",
+            None,
+            f"{name} sent {_describe_json(value)} where a JSON object was expected "
+            f"(truncated or garbled response): {truncate(body_text, 200)}",
+            status,
+        )
+    return Outcome("ok", None, "ok", status)
+
+
+def _from_exception(api: Api, exc: BaseException) -> Outcome:
+    name = API_NAMES[api]
+    for exc_type, sw, wp in EXCEPTION_RULES:
+        if isinstance(exc, exc_type):
+            kind = sw if api == "shopwired" else wp
+            break
+    else:
+        kind = _pick(api, EXCEPTION_FALLBACK)
+    detail = truncate(f"{type(exc).__name__}: {exc}", 300)
+    if isinstance(exc, httpx.TimeoutException):
+        reason = f"{name} timed out ({detail})"
+    elif kind == "retry":
+        reason = f"could not reach {name} ({detail})"
+    elif isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
+        reason = (
+            f"cannot send requests to {name}: check {BASE_URL_VARS[api]} and "
+            f"{CREDENTIAL_VARS[api]} ({detail})"
+        )
+    else:
+        reason = f"unexpected error talking to {name} ({detail})"
+    return Outcome(kind, None, reason, None)
+
+
+def classify(
+    api: Api,
+    status: int | None,
+    exc: BaseException | None,
+    body_text: str,
+    retry_after_header: str | None,
+    *,
+    expect: Expect = "any",
+    now: datetime | None = None,
+) -> Outcome:
+    """Classify one HTTP exchange by the module's table.
+
+    Pass ``exc`` (and ``status=None``) when no response arrived, else the response's status,
+    text and ``Retry-After`` header. ``expect`` is the JSON shape a 2xx body must have
+    (``"list"`` for a bare array, ``"object"``, or ``"any"`` = do not inspect); a 2xx body that
+    does not match is ``retry``. ``now`` anchors an HTTP-date ``Retry-After``.
+
+    Raises ValueError when given neither a status nor an exception.
+    """
+    if exc is not None:
+        return _from_exception(api, exc)
+    if status is None:
+        raise ValueError("classify needs a status or an exception")
+    if 200 <= status < 300:
+        return _classify_success(api, status, body_text, retry_after_header, expect, now)
+    return _from_status(api, status, body_text, retry_after_header, now)
+
+
+def raise_for_outcome(outcome: Outcome, endpoint: str) -> None:
+    """Raise the :mod:`sync.errors` exception matching ``outcome``; return for ok/not_found.
+
+    ``retry`` → RetryableError (carrying ``retry_after``), ``fatal`` → FatalError,
+    ``skip`` → SkippableError. The error's ``endpoint`` and ``status`` are filled in.
+    """
+    if outcome.kind in ("ok", "not_found"):
+        return
+    if outcome.kind == "retry":
+        raise RetryableError(
+            outcome.reason,
+            endpoint=endpoint,
+            status=outcome.status,
+            retry_after=outcome.retry_after,
+        )
+    if outcome.kind == "fatal":
+        raise FatalError(outcome.reason, endpoint=endpoint, status=outcome.status)
+    raise SkippableError(outcome.reason, endpoint=endpoint, status=outcome.status)

@@ -1,0 +1,595 @@
+"""A faithful local simulator of the WiredPlus v1 order API.
+
+Contract
+--------
+``WiredPlusSimulator.handle(request) -> response`` is thread-safe and usable directly as
+``httpx.MockTransport(sim.handle)`` or served over HTTP by :mod:`sync.sandbox.server`. Paths are
+matched from ``/v1/`` on, whatever the host.
+
+===========================  ===============================================================
+``POST /v1/UpdateOrder``     create/update one order (docs 000); upsert by ``id``, else by
+                             ``api_reference_id``
+``POST /v1/CreateOrderEvent`` create/update one order event (docs 001); upsert by ``id``, else
+                             by ``event_reference``
+``GET /v1/GetAccountInfo``   account and hourly rate-limit figures (notes A.9)
+===========================  ===============================================================
+
+Success: HTTP 200 ``{"id": <32-hex id>, "status": 200, "message": "Order created" | "Order
+updated" | "Event created" | "Event updated"}``. Failure: HTTP 4xx/5xx and ``{"status": <code>,
+"error": "<field>: <why>"}`` (the documented ``error`` output, "only present during failure").
+Authentication: HTTP Basic, user = API key *name* (``api_user``), password = the key; else 401.
+
+Validation (HTTP 400 unless stated; the first problem found is reported):
+
+* body: a JSON object.
+* UpdateOrder: ``api_reference_id`` required non-empty string; ``order_reference`` required
+  (non-empty string or integer); ``customer_email`` required and shaped like an email;
+  ``order_lines`` required non-empty array of objects, each with ``order_line_id`` (non-empty
+  string or integer, unique within the order), numeric money fields, integer ``quantity``;
+  ``order_status`` one of the documented values; ``order_create_date``/``order_update_date``
+  exactly ``YYYY-MM-DD HH:MM:SS`` (a real date); money fields JSON numbers (not strings, not
+  booleans, not negative); ``iso_currency_code`` three upper-case letters; ``custom_fields`` an
+  object; ``contact_id``/``number_of_products`` integers; ``customer_is_guest`` boolean; other
+  documented text fields strings (or null).
+* CreateOrderEvent: ``event_reference`` required non-empty string; ``order_id`` required string
+  naming an existing WiredPlus order (unknown → **404**); ``event_type`` one of ``cancelled
+  completed delivered dispatched disputed fullfilled processing refunded`` (the docs' spelling
+  ``fullfilled``; ``fulfilled`` is rejected); ``event_date`` exactly ``YYYY-MM-DDTHH:MM:SSZ``;
+  ``message`` string or null; ``order_event_lines`` an **array** (the jQuery example's object
+  form is rejected) of objects whose ``order_line_id`` is a line of that order (compared as
+  text, so ``20`` and ``"20"`` match) with numeric overrides and integer ``quantity``;
+  ``custom_fields`` an object.
+* ``id``, when given, must name an existing order/event (else **404**, ``"id: ... not found"``).
+
+Choices where the documents are silent
+--------------------------------------
+* Unknown top-level keys are accepted and stored, and counted in ``unknown_keys``. The keys the
+  docs' own example sends (``api_integration``, ``api_resource``, ``external_order_id``,
+  ``create_date``, ``update_date``; per line ``id``, ``order_id``, ``product_id``,
+  ``create_date``, ``update_date``) count as known.
+* An update **replaces** the stored order/event with the new body (plus the system fields
+  ``id``, ``contact_id``, ``create_date``, ``update_date`` / ``date_created``,
+  ``date_updated``), so a field the client stops sending disappears. An update by ``id`` may
+  change ``api_reference_id`` unless another order already uses it (400).
+* ``event_reference`` is unique account-wide (not per order).
+* Contacts are matched by lower-cased ``customer_email`` unless ``contact_id`` is given; new
+  emails create contacts (``number_of_contacts``).
+* Null is accepted for any optional field and means "not given".
+* Rate limit: every authenticated request counts against the current clock hour (UTC);
+  ``ratelimit_reset`` is the UNIX time the hour ends. With ``enforce_rate_limit`` a request
+  beyond ``hourly_limit`` gets 429 with ``Retry-After`` (seconds to the reset) and is not
+  counted. 401s are not counted. Injected faults (see :mod:`sync.sandbox.faults`) come first.
+* Unknown methods → 404 ``{"status": 404, "error": "method: unknown API method"}``; wrong
+  HTTP verb → 405.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import threading
+from collections import Counter
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from sync.clock import Clock
+from sync.sandbox._common import (
+    FaultPlan,
+    apply_latency_and_timeout,
+    basic_credentials,
+    fault_response,
+    json_response,
+    plan_faults,
+    whole_seconds,
+)
+from sync.sandbox.faults import Faults
+
+ORDER_STATUSES = frozenset(
+    {
+        "unknown", "pending", "processing", "under-review", "awaiting-payment",
+        "awaiting-fulfillment", "awaiting-pickup", "partially-shipped", "completed", "shipped",
+        "fraud", "closed", "cancelled", "declined", "refunded", "disputed", "partially-refunded",
+    }
+)
+EVENT_TYPES = frozenset(
+    {
+        "cancelled", "completed", "delivered", "dispatched", "disputed", "fullfilled",
+        "processing", "refunded",
+    }
+)
+ORDER_MONEY = (
+    "invoice_tax_total", "invoice_total", "invoice_total_inc_tax", "invoice_discount_total",
+    "shipping_tax_total", "shipping_total", "shipping_total_inc_tax", "shipping_discount_total",
+    "grand_total", "grand_total_inc_tax",
+)
+LINE_MONEY = (
+    "tax_percent", "product_price", "product_price_tax", "product_price_inc_tax",
+    "product_original_price", "row_total", "row_total_inc_tax", "row_total_discount",
+)
+EVENT_LINE_MONEY = tuple(f for f in LINE_MONEY if f != "tax_percent")
+ORDER_TEXT = (
+    "api_integration", "api_resource", "external_order_id", "create_date", "update_date",
+    "payment_type", "payment_type_name", "customer_firstname", "customer_lastname",
+    "customer_gender", "customer_telephone", "customer_mobile", "customer_dob",
+    "customer_notes", "billing_first_name", "billing_last_name", "billing_address1",
+    "billing_address2", "billing_city", "billing_county", "billing_post_code",
+    "billing_country", "shipping_first_name", "shipping_last_name", "shipping_address1",
+    "shipping_address2", "shipping_city", "shipping_county", "shipping_post_code",
+    "shipping_country",
+)
+ORDER_KEYS = frozenset(
+    (
+        "id", "api_reference_id", "contact_id", "order_reference", "order_create_date",
+        "order_update_date", "order_status", "iso_currency_code", "number_of_products",
+        "customer_email", "customer_is_guest", "order_lines", "custom_fields",
+        *ORDER_MONEY, *ORDER_TEXT,
+    )
+)
+LINE_KEYS = frozenset(
+    ("order_line_id", "product_sku", "product_name", "product_description", "quantity", "id",
+     "order_id", "product_id", "create_date", "update_date", *LINE_MONEY)
+)
+EVENT_KEYS = frozenset(
+    ("id", "event_reference", "order_id", "event_type", "event_date", "message",
+     "order_event_lines", "custom_fields")
+)
+EVENT_LINE_KEYS = frozenset(("order_line_id", "quantity", *EVENT_LINE_MONEY))
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
+_ORDER_DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_EVENT_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+SYSTEM_DATE = "%Y-%m-%d %H:%M:%S"
+
+
+class _Invalid(Exception):
+    def __init__(self, error: str, status: int = 400) -> None:
+        super().__init__(error)
+        self.error = error
+        self.status = status
+
+
+def _error(status: int, error: str) -> httpx.Response:
+    return json_response(status, {"status": status, "error": error})
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, int) and not isinstance(v, bool)) or (
+        isinstance(v, float) and math.isfinite(v)
+    )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_money(obj: Mapping[str, Any], fields: tuple[str, ...], where: str) -> None:
+    for f in fields:
+        v = obj.get(f)
+        if v is None:
+            continue
+        if not _is_number(v):
+            raise _Invalid(f"{where}{f}: must be a number, not {type(v).__name__}")
+        if v < 0:
+            raise _Invalid(f"{where}{f}: must not be negative")
+    rate = obj.get("tax_percent")
+    if rate is not None and rate > 100:
+        raise _Invalid(f"{where}tax_percent: must be a percentage (0-100)")
+
+
+def _check_ref(obj: Mapping[str, Any], field: str, *, allow_int: bool = False) -> None:
+    v = obj.get(field)
+    if v is None or v == "":
+        raise _Invalid(f"{field}: is required")
+    if allow_int and _is_int(v):
+        return
+    if not isinstance(v, str) or not v.strip():
+        kind = "a string or integer" if allow_int else "a string"
+        raise _Invalid(f"{field}: must be {kind}")
+
+
+def _check_date(v: Any, field: str, pattern: re.Pattern[str], fmt: str, shown: str) -> None:
+    if v is None:
+        return
+    if not isinstance(v, str) or not pattern.match(v):
+        raise _Invalid(f"{field}: must be formatted {shown}")
+    try:
+        datetime.strptime(v, fmt)
+    except ValueError:
+        raise _Invalid(f"{field}: {v!r} is not a valid date") from None
+
+
+def _check_lines(
+    lines: Any, field: str, money: tuple[str, ...], *, required: bool
+) -> list[Mapping[str, Any]]:
+    if lines is None:
+        if required:
+            raise _Invalid(f"{field}: is required")
+        return []
+    if not isinstance(lines, list):
+        raise _Invalid(f"{field}: must be an array")
+    if required and not lines:
+        raise _Invalid(f"{field}: must contain at least one line")
+    seen: set[str] = set()
+    for i, line in enumerate(lines):
+        where = f"{field}[{i}]."
+        if not isinstance(line, dict):
+            raise _Invalid(f"{field}[{i}]: must be an object")
+        lid = line.get("order_line_id")
+        if lid is None or lid == "":
+            raise _Invalid(f"{where}order_line_id: is required")
+        if not (_is_int(lid) or (isinstance(lid, str) and lid.strip())):
+            raise _Invalid(f"{where}order_line_id: must be a string or integer")
+        if str(lid) in seen:
+            raise _Invalid(f"{where}order_line_id: duplicate line id {lid!r}")
+        seen.add(str(lid))
+        q = line.get("quantity")
+        if q is not None and not _is_int(q):
+            raise _Invalid(f"{where}quantity: must be an integer")
+        if q is not None and q < 0:
+            raise _Invalid(f"{where}quantity: must not be negative")
+        _check_money(line, money, where)
+        for k in ("product_sku", "product_name", "product_description"):
+            v = line.get(k)
+            if v is not None and not isinstance(v, str):
+                raise _Invalid(f"{where}{k}: must be a string")
+    return lines
+
+
+class WiredPlusSimulator:
+    """In-memory WiredPlus account with UpdateOrder, CreateOrderEvent and GetAccountInfo.
+
+    Records for assertions (read freely):
+
+    * ``orders`` (id → stored dict), ``orders_by_ref`` (api_reference_id → id);
+    * ``events`` (id → stored dict), ``events_by_ref`` (event_reference → id);
+    * ``event_creations``: Counter event_reference → times it was *created* (≤ 1 when the
+      client is correct); ``order_creations`` likewise per api_reference_id;
+    * ``write_log``: ``(endpoint, api_reference_id | event_reference, "created"|"updated")``
+      for every stored write, in order (including writes whose response was dropped);
+    * ``calls`` (Counter by ``"POST /v1/UpdateOrder"`` etc.), ``responses`` (Counter by
+      status), ``rejections`` ``[(endpoint, error)]`` for every 400/404 answer to a write,
+      ``unknown_keys`` (Counter),
+      ``dropped_responses`` (writes stored whose answer was lost by the fault);
+    * ``contacts``: lower-cased email → contact id.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        api_user: str = "sandbox",
+        api_key: str = "sandbox-key",
+        hourly_limit: int = 10000,
+        enforce_rate_limit: bool = False,
+        seed: int = 0,
+        account_name: str = "Sandbox Shop Ltd",
+    ) -> None:
+        self.clock = clock
+        self.api_user = api_user
+        self.api_key = api_key
+        self.hourly_limit = hourly_limit
+        self.enforce_rate_limit = enforce_rate_limit
+        self.account_name = account_name
+        self.faults = Faults(seed=seed + 1)
+        self._ids = random.Random(f"wiredplus-{seed}")
+        self._lock = threading.RLock()
+        self.orders: dict[str, dict[str, Any]] = {}
+        self.orders_by_ref: dict[str, str] = {}
+        self.events: dict[str, dict[str, Any]] = {}
+        self.events_by_ref: dict[str, str] = {}
+        self.event_creations: Counter[str] = Counter()
+        self.order_creations: Counter[str] = Counter()
+        self.write_log: list[tuple[str, str, str]] = []
+        self.calls: Counter[str] = Counter()
+        self.responses: Counter[int] = Counter()
+        self.rejections: list[tuple[str, str]] = []
+        self.unknown_keys: Counter[str] = Counter()
+        self.dropped_responses = 0
+        self.contacts: dict[str, int] = {}
+        self._next_contact = 5001
+        self._hour = -1
+        self._used = 0
+
+    # ------------------------------------------------------------------ helpers for tests
+
+    def order_by_ref(self, api_reference_id: str) -> dict[str, Any] | None:
+        """The stored order with this ``api_reference_id`` (the live dict), or None."""
+        with self._lock:
+            oid = self.orders_by_ref.get(api_reference_id)
+            return self.orders.get(oid) if oid is not None else None
+
+    def events_for_order(self, order_id: str) -> list[dict[str, Any]]:
+        """Stored events of one WiredPlus order, oldest first."""
+        with self._lock:
+            return [e for e in self.events.values() if e.get("order_id") == order_id]
+
+    def reset_counters(self) -> None:
+        """Zero ``calls``, ``responses``, ``rejections``, ``unknown_keys``, drops."""
+        with self._lock:
+            self.calls.clear()
+            self.responses.clear()
+            self.rejections.clear()
+            self.unknown_keys.clear()
+            self.dropped_responses = 0
+
+    def _new_id(self) -> str:
+        while True:
+            new = f"{self._ids.getrandbits(128):032x}"
+            if new not in self.orders and new not in self.events:
+                return new
+
+    def _now_text(self) -> str:
+        return self.clock.now().strftime(SYSTEM_DATE)
+
+    # ------------------------------------------------------------------ rate limit
+
+    def _roll_hour(self) -> tuple[int, int]:
+        """(hour number, UNIX reset time) for the clock's current hour; resets the count."""
+        ts = int(self.clock.now().timestamp())
+        hour = ts // 3600
+        if hour != self._hour:
+            self._hour, self._used = hour, 0
+        return hour, (hour + 1) * 3600
+
+    @property
+    def ratelimit_remaining(self) -> int:
+        """Requests left in the current clock hour."""
+        with self._lock:
+            self._roll_hour()
+            return max(0, self.hourly_limit - self._used)
+
+    # ------------------------------------------------------------------ HTTP
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        """Answer one API request (thread-safe).
+
+        May raise ``httpx.ReadTimeout`` (timeout fault) or ``httpx.RemoteProtocolError``
+        (drop-after-write fault: the write *is* stored).
+        """
+        method = request.method.upper()
+        path = request.url.path
+        i = path.find("/v1/")
+        name = path[i + 4 :].strip("/") if i >= 0 else ""
+        label = f"{method} /v1/{name}" if i >= 0 else f"{method} {path}"
+        with self._lock:
+            self.calls[label] += 1
+            plan = plan_faults(self.faults, self.clock)
+        apply_latency_and_timeout(plan, self.clock, request)
+        with self._lock:
+            response, wrote = self._handle_locked(request, method, name, plan)
+            if wrote and self.faults.roll(self.faults.drop_after_write_rate):
+                self.dropped_responses += 1
+                raise httpx.RemoteProtocolError(
+                    "sandbox: server disconnected without sending a response", request=request
+                )
+            self.responses[response.status_code] += 1
+            if response.status_code in (400, 404) and name in (
+                "UpdateOrder",
+                "CreateOrderEvent",
+            ):
+                try:
+                    err = json.loads(response.content).get("error", "")
+                except (ValueError, AttributeError):
+                    err = response.reason_phrase
+                self.rejections.append((name, str(err)))
+            return response
+
+    def _handle_locked(
+        self, request: httpx.Request, method: str, name: str, plan: FaultPlan | None
+    ) -> tuple[httpx.Response, bool]:
+        faulted = fault_response(plan, _error)
+        if faulted is not None:
+            return faulted, False
+        if basic_credentials(request) != (self.api_user, self.api_key):
+            return _error(401, "Unauthorized: invalid API user or key"), False
+        _, reset = self._roll_hour()
+        if self.enforce_rate_limit and self._used >= self.hourly_limit:
+            wait = whole_seconds(reset - self.clock.now().timestamp())
+            resp = _error(429, f"ratelimit: hourly limit of {self.hourly_limit} requests reached")
+            resp.headers["Retry-After"] = str(wait)
+            return resp, False
+        self._used += 1
+        routes = {"UpdateOrder": "POST", "CreateOrderEvent": "POST", "GetAccountInfo": "GET"}
+        verb = routes.get(name)
+        if verb is None:
+            return _error(404, "method: unknown API method"), False
+        if method != verb:
+            return _error(405, f"method: {name} needs HTTP {verb}"), False
+        if name == "GetAccountInfo":
+            return json_response(200, self._account_info(reset)), False
+        try:
+            raw = request.read()
+            try:
+                body = json.loads(raw) if raw else None
+            except (ValueError, UnicodeDecodeError):
+                raise _Invalid("body: not valid JSON") from None
+            if not isinstance(body, dict):
+                raise _Invalid("body: must be a JSON object")
+            if name == "UpdateOrder":
+                return self._update_order(body), True
+            return self._create_event(body), True
+        except _Invalid as exc:
+            return _error(exc.status, exc.error), False
+
+    def _account_info(self, reset: int) -> dict[str, Any]:
+        return {
+            "account_name": self.account_name,
+            "api_user": self.api_user,
+            "ratelimit_limit": self.hourly_limit,
+            "ratelimit_remaining": max(0, self.hourly_limit - self._used),
+            "ratelimit_reset": reset,
+            "max_return_rows": 500,
+            "max_update_rows": 50,
+            "number_of_contacts": len(self.contacts),
+            "send_balance": 25000,
+        }
+
+    # ------------------------------------------------------------------ UpdateOrder
+
+    def _validate_order(self, body: Mapping[str, Any]) -> None:
+        _check_ref(body, "api_reference_id")
+        _check_ref(body, "order_reference", allow_int=True)
+        email = body.get("customer_email")
+        if email is None or email == "":
+            raise _Invalid("customer_email: is required")
+        if not isinstance(email, str) or not _EMAIL.match(email.strip()):
+            raise _Invalid("customer_email: must be a valid email address")
+        if "id" in body and body["id"] is not None and not isinstance(body["id"], str):
+            raise _Invalid("id: must be a string")
+        _check_lines(body.get("order_lines"), "order_lines", LINE_MONEY, required=True)
+        status = body.get("order_status")
+        if status is not None and status not in ORDER_STATUSES:
+            raise _Invalid(
+                f"order_status: {status!r} is not one of " + " | ".join(sorted(ORDER_STATUSES))
+            )
+        for f in ("order_create_date", "order_update_date"):
+            _check_date(body.get(f), f, _ORDER_DATE, SYSTEM_DATE, "YYYY-MM-DD HH:MM:SS")
+        _check_money(body, ORDER_MONEY, "")
+        cur = body.get("iso_currency_code")
+        if cur is not None and (not isinstance(cur, str) or not _CURRENCY.match(cur)):
+            raise _Invalid("iso_currency_code: must be an ISO 4217 alpha-3 code such as GBP")
+        custom = body.get("custom_fields")
+        if custom is not None and not isinstance(custom, dict):
+            raise _Invalid("custom_fields: must be an object of field name to value")
+        for f in ("contact_id", "number_of_products"):
+            v = body.get(f)
+            if v is not None and (not _is_int(v) or v < 0):
+                raise _Invalid(f"{f}: must be a non-negative integer")
+        guest = body.get("customer_is_guest")
+        if guest is not None and not isinstance(guest, bool):
+            raise _Invalid("customer_is_guest: must be true or false")
+        for f in ORDER_TEXT:
+            v = body.get(f)
+            if v is not None and not isinstance(v, str):
+                raise _Invalid(f"{f}: must be a string")
+
+    def _note_unknown(self, endpoint: str, body: Mapping[str, Any], known: frozenset[str],
+                      line_field: str, line_known: frozenset[str]) -> None:
+        for k in body:
+            if k not in known:
+                self.unknown_keys[f"{endpoint}.{k}"] += 1
+        lines = body.get(line_field)
+        if isinstance(lines, list):
+            for line in lines:
+                if isinstance(line, dict):
+                    for k in line:
+                        if k not in line_known:
+                            self.unknown_keys[f"{endpoint}.{line_field}[].{k}"] += 1
+
+    def _update_order(self, body: dict[str, Any]) -> httpx.Response:
+        self._validate_order(body)
+        ref = str(body["api_reference_id"])
+        given_id = body.get("id")
+        if given_id is not None:
+            if given_id not in self.orders:
+                raise _Invalid(f"id: order {given_id!r} not found", 404)
+            oid: str | None = given_id
+            other = self.orders_by_ref.get(ref)
+            if other is not None and other != oid:
+                raise _Invalid(f"api_reference_id: already used by order {other}")
+        else:
+            oid = self.orders_by_ref.get(ref)
+        self._note_unknown("UpdateOrder", body, ORDER_KEYS, "order_lines", LINE_KEYS)
+        now = self._now_text()
+        contact_id = body.get("contact_id")
+        if contact_id is None:
+            email = str(body["customer_email"]).strip().lower()
+            contact_id = self.contacts.get(email)
+            if contact_id is None:
+                contact_id = self.contacts[email] = self._next_contact
+                self._next_contact += 1
+        stored = json.loads(json.dumps(body))  # a deep, JSON-clean copy
+        if oid is None:
+            oid = self._new_id()
+            created, message, action = now, "Order created", "created"
+            self.order_creations[ref] += 1
+        else:
+            previous = self.orders[oid]
+            created, message, action = previous["create_date"], "Order updated", "updated"
+            old_ref = previous.get("api_reference_id")
+            if old_ref != ref:
+                self.orders_by_ref.pop(str(old_ref), None)
+        stored.update(id=oid, contact_id=contact_id, create_date=created, update_date=now)
+        self.orders[oid] = stored
+        self.orders_by_ref[ref] = oid
+        self.write_log.append(("UpdateOrder", ref, action))
+        return json_response(200, {"id": oid, "status": 200, "message": message})
+
+    # ------------------------------------------------------------------ CreateOrderEvent
+
+    def _create_event(self, body: dict[str, Any]) -> httpx.Response:
+        _check_ref(body, "event_reference")
+        order_id = body.get("order_id")
+        if order_id is None or order_id == "":
+            raise _Invalid("order_id: is required")
+        if not isinstance(order_id, str):
+            raise _Invalid("order_id: must be the WiredPlus order id (a string)")
+        etype = body.get("event_type")
+        if etype is None or etype == "":
+            raise _Invalid("event_type: is required")
+        if etype not in EVENT_TYPES:
+            raise _Invalid(
+                f"event_type: {etype!r} is not one of " + " | ".join(sorted(EVENT_TYPES))
+            )
+        if body.get("event_date") in (None, ""):
+            raise _Invalid("event_date: is required")
+        _check_date(body.get("event_date"), "event_date", _EVENT_DATE, "%Y-%m-%dT%H:%M:%SZ",
+                    "YYYY-MM-DDTHH:MM:SSZ")
+        msg = body.get("message")
+        if msg is not None and not isinstance(msg, str):
+            raise _Invalid("message: must be a string")
+        custom = body.get("custom_fields")
+        if custom is not None and not isinstance(custom, dict):
+            raise _Invalid("custom_fields: must be an object of field name to value")
+        given_id = body.get("id")
+        if given_id is not None and not isinstance(given_id, str):
+            raise _Invalid("id: must be a string")
+        lines = _check_lines(
+            body.get("order_event_lines"), "order_event_lines", EVENT_LINE_MONEY, required=False
+        )
+        order = self.orders.get(order_id)
+        if order is None:
+            raise _Invalid(f"order_id: order {order_id!r} not found", 404)
+        if lines:
+            known = {str(ln.get("order_line_id")) for ln in order.get("order_lines", [])}
+            for i, line in enumerate(lines):
+                if str(line["order_line_id"]) not in known:
+                    raise _Invalid(
+                        f"order_event_lines[{i}].order_line_id: {line['order_line_id']!r} is "
+                        f"not a line of order {order_id}"
+                    )
+        ref = str(body["event_reference"])
+        if given_id is not None:
+            if given_id not in self.events:
+                raise _Invalid(f"id: event {given_id!r} not found", 404)
+            eid: str | None = given_id
+            other = self.events_by_ref.get(ref)
+            if other is not None and other != eid:
+                raise _Invalid(f"event_reference: already used by event {other}")
+        else:
+            eid = self.events_by_ref.get(ref)
+        self._note_unknown("CreateOrderEvent", body, EVENT_KEYS, "order_event_lines",
+                           EVENT_LINE_KEYS)
+        now = self._now_text()
+        stored = json.loads(json.dumps(body))
+        if eid is None:
+            eid = self._new_id()
+            created, message, action = now, "Event created", "created"
+            self.event_creations[ref] += 1
+        else:
+            previous = self.events[eid]
+            created, message, action = previous["date_created"], "Event updated", "updated"
+            old_ref = previous.get("event_reference")
+            if old_ref != ref:
+                self.events_by_ref.pop(str(old_ref), None)
+        stored.update(id=eid, date_created=created, date_updated=now)
+        self.events[eid] = stored
+        self.events_by_ref[ref] = eid
+        self.write_log.append(("CreateOrderEvent", ref, action))
+        return json_response(200, {"id": eid, "status": 200, "message": message})

@@ -1,0 +1,67 @@
+"""How pushes are carried out: in-process (embedded mode) or as Celery tasks.
+
+The ledger decides *what* is due; a dispatcher only says "look at these orders now". Losing a
+dispatch is harmless — the sweeper in every pass re-dispatches whatever is still due.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sync.clock import Clock
+from sync.service.push import Pusher
+
+
+class Dispatcher(Protocol):
+    def dispatch(self, store: str, refs: Sequence[str]) -> None: ...
+
+
+@dataclass
+class InlineDispatcher:
+    """Embedded mode: push each order right here; when ``dispatch`` returns, all are done."""
+
+    pusher: Pusher
+    outcomes: Counter[str] = field(default_factory=Counter)
+    events_sent: int = 0
+    order_calls: int = 0
+    on_result: Callable[[str], None] | None = None
+
+    def dispatch(self, store: str, refs: Sequence[str]) -> None:
+        for ref in dict.fromkeys(refs):
+            result = self.pusher.push(store, ref)
+            self.outcomes[result.outcome] += 1
+            self.events_sent += result.events_sent
+            self.order_calls += 1 if result.order_call else 0
+            if self.on_result:
+                self.on_result(result.outcome)
+
+
+@dataclass
+class QueueDispatcher:
+    """Broker mode: hand each order to ``send`` (a Celery ``delay``), at most once per
+    ``cooldown`` seconds per order so a slow queue is not flooded by the sweeper."""
+
+    send: Callable[[str, str], None]
+    clock: Clock
+    cooldown: float = 120.0
+    _recent: dict[tuple[str, str], float] = field(default_factory=dict)
+    sent: int = 0
+
+    def dispatch(self, store: str, refs: Sequence[str]) -> None:
+        now = self.clock.monotonic()
+        if len(self._recent) > 200_000:
+            self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}
+        for ref in dict.fromkeys(refs):
+            key = (store, ref)
+            last = self._recent.get(key)
+            if last is not None and now - last < self.cooldown:
+                continue
+            self.send(store, ref)
+            self._recent[key] = now
+            self.sent += 1
+
+    def forget(self, store: str, ref: str) -> None:
+        self._recent.pop((store, ref), None)

@@ -1,0 +1,256 @@
+"""Ingest: record what a source returned in the ledger, in one transaction per page.
+
+For each raw order: parse (pure) → resolve status → map to an UpdateOrder body → decide events
+against what the ledger knew → write the snapshot, the events and a history line. An order whose
+content, status and refunds are unchanged only gets its ``last_checked_at`` touched: it costs
+no WiredPlus call. Unmappable orders are recorded as ``skipped`` with the reason and never stop
+the page.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sync.domain.events import KnownState, decide_events, known_state
+from sync.domain.mapping import (
+    MappingContext,
+    api_reference_id,
+    content_hash,
+    map_order,
+    order_date,
+)
+from sync.domain.models import SourceOrder
+from sync.domain.status_map import Resolution, StatusMap
+from sync.errors import SkippableError
+from sync.ledger.models import EventRow, EventState, OrderRow, OrderState
+from sync.ledger.store import Ledger
+from sync.sources.base import Source
+
+
+@dataclass
+class IngestResult:
+    seen: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    skipped: int = 0
+    events: int = 0
+    to_push: list[str] = field(default_factory=list)
+    created: list[datetime] = field(default_factory=list)
+    seen_ids: set[str] = field(default_factory=set)
+
+    def add(self, other: IngestResult) -> None:
+        self.seen += other.seen
+        self.new += other.new
+        self.changed += other.changed
+        self.unchanged += other.unchanged
+        self.skipped += other.skipped
+        self.events += other.events
+        self.to_push.extend(other.to_push)
+        self.created.extend(other.created)
+        self.seen_ids |= other.seen_ids
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    ref: str
+    order_id: str
+    order: SourceOrder | None
+    resolution: Resolution | None
+    body: dict[str, Any] | None
+    digest: str | None
+    error: str | None
+
+
+@dataclass
+class Ingestor:
+    """Turns raw source records into ledger rows for one store."""
+
+    ledger: Ledger
+    source: Source
+    store: str
+    status_map: StatusMap
+    mapping: MappingContext
+    first_sight_window: timedelta
+    log: Any
+    on_unknown_status: Callable[[str, str], None] | None = None
+
+    def _prepare(self, raw: Any) -> _Prepared | None:
+        order_id = self.source.raw_id(raw)
+        if order_id is None:
+            self.log.warning("order.unreadable", store=self.store, reason="record without an id")
+            return None
+        ref = api_reference_id(order_id, self.mapping)
+        try:
+            order = self.source.parse(raw)
+            resolution = self.status_map.resolve(order.status)
+            if not resolution.matched and self.on_unknown_status:
+                self.on_unknown_status(order.status.id, order.status.name)
+            body = map_order(order, resolution, self.mapping)
+        except SkippableError as exc:
+            return _Prepared(ref, order_id, None, None, None, None, exc.message)
+        return _Prepared(ref, order_id, order, resolution, body, content_hash(body), None)
+
+    def ingest(self, raws: Sequence[Any], *, now: datetime, allow_events: bool) -> IngestResult:
+        """Record one page. Commits once; returns what needs pushing."""
+        result = IngestResult()
+        prepared: dict[str, _Prepared] = {}
+        for raw in raws:
+            p = self._prepare(raw)
+            if p is None:
+                result.skipped += 1
+                continue
+            prepared[p.ref] = p  # a later duplicate in the same page wins
+        result.seen = len(prepared)
+        with self.ledger.session() as s:
+            rows = self.ledger.load_orders(s, self.store, list(prepared))
+            candidate_events: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
+            for ref, p in prepared.items():
+                result.seen_ids.add(p.order_id)
+                row = rows.get(ref)
+                if p.error is not None:
+                    self._record_skip(s, row, p, now, result)
+                    continue
+                assert p.order and p.resolution and p.body is not None and p.digest
+                result.created.append(p.order.created_at)
+                previous = _known(row)
+                new_state = known_state(p.order)
+                if (
+                    row is not None
+                    and row.state != OrderState.SKIPPED
+                    and row.content_hash == p.digest
+                    and previous == new_state
+                ):
+                    row.last_checked_at = now
+                    result.unchanged += 1
+                    continue
+                decisions = decide_events(
+                    previous,
+                    p.order,
+                    p.resolution,
+                    self.mapping,
+                    now=now,
+                    first_sight_window=self.first_sight_window,
+                    allow_events=allow_events,
+                )
+                candidate_events[ref] = [
+                    (d.event_reference, d.event_type, d.payload) for d in decisions
+                ]
+                body = dict(p.body)
+                body["order_update_date"] = order_date(p.order.created_at if row is None else now)
+                if row is None:
+                    row = OrderRow(
+                        store=self.store,
+                        ref=ref,
+                        source_order_id=p.order_id,
+                        first_seen_at=now,
+                        state=OrderState.PENDING,
+                        version=1,
+                        attempts=0,
+                        terminal=False,
+                        deleted=False,
+                    )
+                    s.add(row)
+                    rows[ref] = row
+                    result.new += 1
+                    action = "seen"
+                else:
+                    result.changed += 1
+                    row.version = (row.version or 0) + 1
+                    action = "changed"
+                row.order_reference = p.order.reference
+                row.created_at = p.order.created_at
+                row.last_checked_at = now
+                row.changed_at = now
+                row.status_id = p.order.status.id
+                row.status_name = p.order.status.name[:100]
+                row.order_status = p.resolution.order_status
+                row.terminal = p.resolution.terminal
+                row.refund_keys = json.dumps(sorted(new_state.refund_keys))
+                if row.content_hash != p.digest or row.payload is None:
+                    row.payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+                    row.content_hash = p.digest
+                self.ledger.log(
+                    s,
+                    self.store,
+                    ref,
+                    now,
+                    action,
+                    {"status": p.order.status.name, "order_status": p.resolution.order_status},
+                )
+            # Events: insert those not already recorded (a reference is sent at most once).
+            all_refs = [e[0] for evs in candidate_events.values() for e in evs]
+            existing = self.ledger.existing_event_refs(s, self.store, all_refs)
+            for ref, evs in candidate_events.items():
+                row = rows[ref]
+                fresh = [e for e in evs if e[0] not in existing]
+                for event_ref, event_type, payload in fresh:
+                    existing.add(event_ref)
+                    s.add(
+                        EventRow(
+                            store=self.store,
+                            order_ref=ref,
+                            event_reference=event_ref,
+                            event_type=event_type,
+                            payload=json.dumps(payload, separators=(",", ":")),
+                            state=EventState.PENDING,
+                            attempts=0,
+                            created_at=now,
+                        )
+                    )
+                    self.ledger.log(s, self.store, ref, now, "event.decided", event_type)
+                result.events += len(fresh)
+                needs_push = row.pushed_hash != row.content_hash or bool(fresh)
+                if needs_push or row.state in (OrderState.PENDING, OrderState.SKIPPED,
+                                               OrderState.DEAD):
+                    row.state = OrderState.PENDING
+                    row.attempts = 0
+                    row.next_attempt_at = now
+                    row.last_error = None
+                    result.to_push.append(ref)
+        return result
+
+    def _record_skip(
+        self, s: Any, row: OrderRow | None, p: _Prepared, now: datetime, result: IngestResult
+    ) -> None:
+        result.skipped += 1
+        reason = p.error or "unmappable"
+        if row is not None and row.state == OrderState.SKIPPED and row.last_error == reason:
+            row.last_checked_at = now
+            return
+        self.log.warning("order.skipped", store=self.store, ref=p.ref, reason=reason)
+        if row is None:
+            row = OrderRow(
+                store=self.store,
+                ref=p.ref,
+                source_order_id=p.order_id,
+                first_seen_at=now,
+                last_checked_at=now,
+                changed_at=now,
+                version=1,
+                attempts=0,
+                terminal=False,
+                deleted=False,
+                state=OrderState.SKIPPED,
+            )
+            s.add(row)
+        row.state = OrderState.SKIPPED
+        row.last_error = reason
+        row.last_checked_at = now
+        row.changed_at = now
+        row.content_hash = None  # so a corrected order is treated as changed
+        self.ledger.log(s, self.store, p.ref, now, "skipped", reason)
+
+
+def _known(row: OrderRow | None) -> KnownState | None:
+    if row is None or row.status_id is None:
+        return None
+    try:
+        keys = frozenset(str(k) for k in json.loads(row.refund_keys or "[]"))
+    except (ValueError, TypeError):
+        keys = frozenset()
+    return KnownState(status_id=row.status_id, refund_keys=keys)

@@ -1,0 +1,240 @@
+"""A pass: read the shop, record it in the ledger, then dispatch what is due.
+
+Order of work in one pass (each step commits before the next starts):
+
+1. refresh the status list if stale (cached for an hour);
+2. **new orders** — the created-date window ``[watermark − overlap, pass start − settle]``,
+   page by page; each page is committed on its own; the watermark moves only after every page
+   of the window is committed, to the newest committed created date;
+3. **refresh** — open orders the ledger holds, least recently checked first, 50 per ``ids=``
+   call, within a per-pass call budget;
+4. **dispatch** — every order that is pending and due (this also sweeps up anything whose
+   earlier dispatch was lost).
+
+A crash anywhere loses nothing: uncommitted pages are simply read again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sync.clock import Clock
+from sync.domain.windows import Window, advance_watermark, plan_window, split_range
+from sync.ledger.store import LAST_PASS_ERROR, LAST_PASS_OK, WATERMARK, Ledger
+from sync.service.dispatch import Dispatcher
+from sync.service.ingest import Ingestor, IngestResult
+from sync.sources.base import Source
+
+IDS_PER_CALL = 50
+STATUS_TTL = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class PollPolicy:
+    overlap: timedelta = timedelta(minutes=10)
+    settle: timedelta = timedelta(seconds=30)
+    refresh_calls_per_pass: int = 20
+    refresh_horizon: timedelta = timedelta(days=90)
+
+
+@dataclass
+class PassReport:
+    started_at: datetime
+    window: Window | None = None
+    watermark_before: datetime | None = None
+    watermark_after: datetime | None = None
+    new: IngestResult = field(default_factory=IngestResult)
+    refresh: IngestResult = field(default_factory=IngestResult)
+    refresh_calls: int = 0
+    missing: list[str] = field(default_factory=list)
+    dispatched: int = 0
+    duration_s: float = 0.0
+
+
+class Poller:
+    """Runs passes for one store of one source."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        source: Source,
+        ingestor: Ingestor,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        policy: PollPolicy,
+        start_at: Callable[[datetime], datetime],
+        log: Any,
+    ) -> None:
+        self.ledger = ledger
+        self.source = source
+        self.ingestor = ingestor
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.policy = policy
+        self.start_at = start_at
+        self.log = log
+        self.store = ingestor.store
+        self._statuses_at: float | None = None
+        self._warned_statuses: set[str] = set()
+        ingestor.on_unknown_status = self._warn_unknown_status
+
+    # -- statuses -----------------------------------------------------------------------
+    def _warn_unknown_status(self, status_id: str, name: str) -> None:
+        if status_id not in self._warned_statuses:
+            self._warned_statuses.add(status_id)
+            self.log.warning(
+                "status.unmapped",
+                store=self.store,
+                status_id=status_id,
+                status_name=name,
+                hint="sent as 'unknown'; map it in ORDERSYNC_STATUS_MAP",
+            )
+
+    def refresh_statuses(self, force: bool = False) -> None:
+        mono = self.clock.monotonic()
+        if not force and self._statuses_at is not None and (
+            mono - self._statuses_at < STATUS_TTL.total_seconds()
+        ):
+            return
+        statuses = self.source.statuses()
+        self._statuses_at = mono
+        for st in statuses:
+            if not self.ingestor.status_map.resolve(st).matched:
+                self._warn_unknown_status(st.id, st.name)
+
+    # -- watermark ----------------------------------------------------------------------
+    def watermark(self, now: datetime) -> datetime:
+        raw = self.ledger.get_cursor(self.store, WATERMARK)
+        return datetime.fromisoformat(raw) if raw else self.start_at(now)
+
+    # -- the pass -----------------------------------------------------------------------
+    def run_pass(self) -> PassReport:
+        now = self.clock.now()
+        mono = self.clock.monotonic()
+        report = PassReport(started_at=now)
+        try:
+            self.refresh_statuses()
+            self._scan_new(report, now)
+            self._refresh_open(report)
+            self._dispatch_due(report)
+        except Exception as exc:
+            with self.ledger.session() as s:
+                self.ledger.set_cursor(
+                    s, self.store, LAST_PASS_ERROR,
+                    f"{self.clock.now().isoformat()} {type(exc).__name__}: {exc}"[:1000],
+                    self.clock.now(),
+                )
+            raise
+        report.duration_s = self.clock.monotonic() - mono
+        with self.ledger.session() as s:
+            self.ledger.set_cursor(s, self.store, LAST_PASS_OK, now.isoformat(), self.clock.now())
+        self.log.info(
+            "pass.done",
+            store=self.store,
+            window_start=report.window.start.isoformat() if report.window else None,
+            window_end=report.window.end.isoformat() if report.window else None,
+            watermark=report.watermark_after.isoformat() if report.watermark_after else None,
+            new_seen=report.new.seen,
+            new_orders=report.new.new,
+            changed=report.new.changed + report.refresh.changed,
+            skipped=report.new.skipped + report.refresh.skipped,
+            events=report.new.events + report.refresh.events,
+            refreshed=report.refresh.seen,
+            refresh_calls=report.refresh_calls,
+            missing=len(report.missing),
+            dispatched=report.dispatched,
+            duration_ms=round(report.duration_s * 1000, 1),
+        )
+        return report
+
+    def _scan_new(self, report: PassReport, now: datetime) -> None:
+        watermark = self.watermark(now)
+        report.watermark_before = watermark
+        window = plan_window(
+            watermark, now, overlap=self.policy.overlap, settle=self.policy.settle
+        )
+        report.window = window
+        if window is None:
+            report.watermark_after = watermark
+            return
+        for page in self.source.new_order_pages(window):
+            result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True)
+            report.new.add(result)
+            self.dispatcher.dispatch(self.store, result.to_push)
+        # Every page of the window is committed: only now may the watermark move.
+        new_mark = advance_watermark(watermark, report.new.created, window)
+        with self.ledger.session() as s:
+            self.ledger.set_cursor(s, self.store, WATERMARK, new_mark.isoformat(), self.clock.now())
+        report.watermark_after = new_mark
+
+    def _refresh_open(self, report: PassReport) -> None:
+        budget = self.policy.refresh_calls_per_pass
+        if budget <= 0:
+            return
+        now = self.clock.now()
+        candidates = self.ledger.refresh_candidates(
+            self.store,
+            created_after=now - self.policy.refresh_horizon,
+            limit=budget * IDS_PER_CALL,
+        )
+        # Orders just read by the new-order scan are fresh already.
+        candidates = [c for c in candidates if c[1] not in report.new.seen_ids]
+        for i in range(0, len(candidates), IDS_PER_CALL):
+            chunk = candidates[i : i + IDS_PER_CALL]
+            raws = self.source.fetch_by_ids([oid for _, oid in chunk])
+            report.refresh_calls += 1
+            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
+            report.refresh.add(result)
+            missing = [ref for ref, oid in chunk if oid not in result.seen_ids]
+            if missing:
+                self._mark_checked(missing)
+                report.missing.extend(missing)
+            self.dispatcher.dispatch(self.store, result.to_push)
+
+    def _mark_checked(self, refs: Sequence[str]) -> None:
+        from sqlalchemy import update
+
+        from sync.ledger.models import OrderRow
+
+        now = self.clock.now()
+        with self.ledger.session() as s:
+            s.execute(
+                update(OrderRow)
+                .where(OrderRow.store == self.store, OrderRow.ref.in_(list(refs)))
+                .values(last_checked_at=now)
+                .execution_options(synchronize_session=False)
+            )
+        self.log.info("orders.missing", store=self.store, count=len(refs), refs=list(refs)[:20])
+
+    def _dispatch_due(self, report: PassReport) -> None:
+        due = self.ledger.due_refs(self.store, self.clock.now())
+        report.dispatched = len(due)
+        if due:
+            self.dispatcher.dispatch(self.store, due)
+
+    # -- backfill -----------------------------------------------------------------------
+    def backfill(
+        self,
+        since: datetime,
+        until: datetime,
+        *,
+        chunk: timedelta = timedelta(days=7),
+        progress: Callable[[Window, IngestResult], None] | None = None,
+    ) -> IngestResult:
+        """Import history in ``[since, until]`` without emitting any event."""
+        total = IngestResult()
+        for window in split_range(since, until, chunk):
+            part = IngestResult()
+            for page in self.source.new_order_pages(window):
+                result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=False)
+                part.add(result)
+                self.dispatcher.dispatch(self.store, result.to_push)
+            total.add(part)
+            if progress:
+                progress(window, part)
+        self._dispatch_due(PassReport(started_at=self.clock.now()))
+        return total

@@ -1,0 +1,309 @@
+"""HTTP client for the WiredPlus v1 API: UpdateOrder, CreateOrderEvent, GetAccountInfo.
+
+Delivery guarantees are driven by the caller's ledger, so this client **never retries**:
+
+* it waits only on its own client-side limiter (an :class:`~sync.ratelimit.HourlyBudget` by
+  default); if that wait would exceed ``max_limiter_wait`` it raises
+  :class:`~sync.errors.RetryableError` with ``retry_after`` instead of holding a worker;
+* timeouts, connection errors, 5xx and 429 raise RetryableError (with the server's
+  ``Retry-After`` when sent; a 429 — or 503 with Retry-After — also penalises the limiter);
+* 400/422, other 4xx, a 404 and a 2xx body with an ``error`` raise
+  :class:`~sync.errors.SkippableError` with WiredPlus's text (≤ 500 characters);
+* 401/403 raise :class:`~sync.errors.FatalError` naming ``WIREDPLUS_API_USER/WIREDPLUS_API_KEY``;
+* a 2xx without a JSON object carrying an ``id`` raises RetryableError: we cannot know the
+  WiredPlus id, and both writes are upserts (by ``api_reference_id`` / ``event_reference``),
+  so sending again is safe.
+
+Every outcome is classified by :func:`sync.outcomes.classify`. Payloads are serialised
+compactly (``json.dumps(payload, separators=(",", ":"))``), so the same payload always sends
+the same bytes. Messages never contain the API key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+import structlog
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from sync.clock import Clock
+from sync.errors import RetryableError, SyncError
+from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
+from sync.outcomes import Outcome, classify, decode_json, raise_for_outcome
+from sync.ratelimit import AccountAwareLimiter, HourlyBudget, Limiter
+
+#: Calls per hour assumed until GetAccountInfo reports the real budget.
+DEFAULT_HOURLY_LIMIT: Final = 5000
+
+EP_UPDATE_ORDER: Final = "UpdateOrder"
+EP_CREATE_EVENT: Final = "CreateOrderEvent"
+EP_ACCOUNT_INFO: Final = "GetAccountInfo"
+
+
+def _to_utc_datetime(value: Any) -> datetime | None:
+    """UNIX seconds (int, float or digit string; milliseconds tolerated) or an ISO date string.
+
+    Anything unreadable gives None: a bad reset time must not make the account unreadable.
+    """
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        if isinstance(value, str):
+            text = value.strip()
+            try:
+                number = float(text)
+            except ValueError:
+                dt = datetime.fromisoformat(text)
+                return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+        elif isinstance(value, int | float):
+            number = float(value)
+        else:
+            return None
+        if number > 1e11:  # milliseconds
+            number /= 1000.0
+        return datetime.fromtimestamp(number, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _to_int(value: Any) -> int | None:
+    """An int from an int, an integral float or a numeric string; else None."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        return None
+    if not number.is_integer():
+        return None
+    return int(number)
+
+
+class AccountInfo(BaseModel):
+    """``GetAccountInfo``: the account and its hourly API budget.
+
+    Numbers may arrive as strings. ``ratelimit_reset`` is an aware UTC datetime (WiredPlus
+    sends UNIX seconds). Any field WiredPlus leaves out is None: the live shape is not
+    documented in full, so nothing here is required.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    account_name: str | None = None
+    api_user: str | None = None
+    ratelimit_limit: int | None = None
+    ratelimit_remaining: int | None = None
+    ratelimit_reset: datetime | None = None
+    max_update_rows: int | None = None
+    max_return_rows: int | None = None
+
+    @field_validator("ratelimit_reset", mode="before")
+    @classmethod
+    def _reset(cls, value: Any) -> Any:
+        return _to_utc_datetime(value)
+
+    @field_validator("account_name", "api_user", mode="before")
+    @classmethod
+    def _text(cls, value: Any) -> Any:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)
+        return None
+
+    @field_validator(
+        "ratelimit_limit",
+        "ratelimit_remaining",
+        "max_update_rows",
+        "max_return_rows",
+        mode="before",
+    )
+    @classmethod
+    def _number(cls, value: Any) -> Any:
+        return _to_int(value)
+
+
+def _wp_id(value: Any) -> str | None:
+    """A WiredPlus id as a string: ints, integral floats and non-blank strings."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else None
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _account_body(body: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The object holding the account fields: the body itself or one level down."""
+    if "ratelimit_limit" in body or "account_name" in body:
+        return body
+    for value in body.values():
+        if isinstance(value, Mapping) and ("ratelimit_limit" in value or "account_name" in value):
+            return value
+    return body
+
+
+class WiredPlusClient:
+    """Writes orders and order events to one WiredPlus account (contract: module docstring).
+
+    ``base_url`` includes the version, e.g. ``https://api.wiredplus.com/v1``. Basic auth is
+    (``api_user`` = the API key's name, ``api_key``). ``limiter`` defaults to an
+    :class:`~sync.ratelimit.HourlyBudget` of :data:`DEFAULT_HOURLY_LIMIT` calls per hour;
+    :meth:`account_info` feeds the reported budget to any limiter that has
+    ``update_from_account_info``. ``calls`` counts requests by method name.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_user: str,
+        api_key: str,
+        *,
+        clock: Clock,
+        transport: httpx.BaseTransport | None = None,
+        limiter: Limiter | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        logger: Any = None,
+        max_limiter_wait: float = 30.0,
+    ) -> None:
+        self._clock = clock
+        self._limiter: Limiter = (
+            limiter if limiter is not None else HourlyBudget(DEFAULT_HOURLY_LIMIT, clock)
+        )
+        self._max_limiter_wait = max_limiter_wait
+        self._log = logger if logger is not None else structlog.get_logger("ordersync.wiredplus")
+        self._redact = Redactor(api_user, api_key, mask_user=False)
+        self._http = build_client(
+            base_url, (api_user, api_key), transport=transport, timeout=timeout
+        )
+        self.calls: Counter[str] = Counter()
+
+    @property
+    def limiter(self) -> Limiter:
+        return self._limiter
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._http.close()
+
+    def __enter__(self) -> WiredPlusClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- core --------------------------------------------------------------------------------
+    def _wait_for_limiter(self, endpoint: str) -> None:
+        """Take a slot, sleeping for short waits; long waits become RetryableError."""
+        while True:
+            wait = self._limiter.try_acquire()
+            if wait <= 0:
+                return
+            if wait > self._max_limiter_wait:
+                raise RetryableError(
+                    f"WiredPlus client-side rate budget exhausted for {wait:.0f} s",
+                    endpoint=endpoint,
+                    retry_after=wait,
+                )
+            self._clock.sleep(wait)
+
+    def _call(self, endpoint: str, method: str, **kwargs: Any) -> dict[str, Any]:
+        """One request; the decoded JSON object of a successful answer, else raises."""
+        self._wait_for_limiter(endpoint)
+        ex: Exchange = send(self._http, self._clock, method, endpoint, **kwargs)
+        self.calls[endpoint] += 1
+        outcome = classify(
+            "wiredplus",
+            ex.status,
+            ex.exc,
+            ex.text,
+            ex.retry_after,
+            expect="object",
+            now=self._clock.now(),
+        )
+        self._log.debug(
+            "wiredplus_call",
+            endpoint=endpoint,
+            status=ex.status,
+            duration_ms=round(ex.duration_ms, 1),
+            outcome=outcome.kind,
+        )
+        throttled = ex.status == 429 or (ex.status == 503 and outcome.retry_after is not None)
+        if outcome.kind == "retry" and throttled and outcome.retry_after is not None:
+            self._limiter.penalize(outcome.retry_after)
+        if outcome.kind != "ok":
+            safe = Outcome(
+                outcome.kind, outcome.retry_after, self._redact(outcome.reason), outcome.status
+            )
+            try:
+                raise_for_outcome(safe, endpoint)
+            except SyncError as err:
+                raise err from ex.exc
+        body: dict[str, Any] = decode_json(ex.text)
+        return body
+
+    def _post(self, endpoint: str, payload: Mapping[str, Any]) -> str:
+        content = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode("utf-8")
+        body = self._call(
+            endpoint,
+            "POST",
+            content=content,
+            headers={"Content-Type": "application/json"},
+        )
+        wp_id = _wp_id(body.get("id"))
+        if wp_id is None:
+            raise RetryableError(
+                "WiredPlus accepted the request but sent no id; it will be sent again",
+                endpoint=endpoint,
+            )
+        return wp_id
+
+    # -- API ---------------------------------------------------------------------------------
+    def update_order(self, payload: Mapping[str, Any]) -> str:
+        """POST ``UpdateOrder`` (an upsert by ``api_reference_id``); the WiredPlus order id.
+
+        ``payload`` must be JSON-ready (ValueError/TypeError otherwise: a mapping bug).
+        """
+        return self._post(EP_UPDATE_ORDER, payload)
+
+    def create_order_event(self, payload: Mapping[str, Any]) -> str:
+        """POST ``CreateOrderEvent`` (an upsert by ``event_reference``); the event id."""
+        return self._post(EP_CREATE_EVENT, payload)
+
+    def account_info(self) -> AccountInfo:
+        """GET ``GetAccountInfo``; also hands the budget to the limiter when it can take it.
+
+        An answer that cannot be read as account info raises RetryableError.
+        """
+        body = self._call(EP_ACCOUNT_INFO, "GET")
+        try:
+            info = AccountInfo.model_validate(dict(_account_body(body)))
+        except ValidationError as exc:
+            raise RetryableError(
+                f"WiredPlus sent unreadable account info ({exc.error_count()} problems)",
+                endpoint=EP_ACCOUNT_INFO,
+            ) from None
+        if isinstance(self._limiter, AccountAwareLimiter):
+            self._limiter.update_from_account_info(
+                info.ratelimit_limit, info.ratelimit_remaining, info.ratelimit_reset
+            )
+        return info

@@ -1,0 +1,386 @@
+"""HTTP client for the ShopWired REST API (orders, order statuses).
+
+It returns raw JSON (dicts and lists of dicts); :mod:`sync.domain.parse_shopwired` turns
+orders into domain objects. Contract of every public method:
+
+* each request first waits on the limiter (:data:`~sync.ratelimit.SHOPWIRED_BUCKET` by
+  default), so the documented leaky bucket (40, 2/s) is never overrun by this process;
+* a 429 — or a 503 carrying ``Retry-After`` — is waited out (``Retry-After`` when sent, else
+  exponential backoff with full jitter from 1 s capped at 30 s) and **the same request** is
+  sent again, at most ``max_429_retries`` times; then :class:`~sync.errors.RetryableError`;
+* every other outcome goes through :func:`sync.outcomes.classify`: timeouts, connection
+  errors and 5xx raise RetryableError, 401/403 raise FatalError naming
+  ``SHOPWIRED_API_KEY/SHOPWIRED_API_SECRET``, a 400 (our query is malformed) is fatal, and
+  so is a 404 anywhere but a single order (the base URL is wrong);
+* a 2xx whose body is not the JSON shape expected (e.g. a truncated page) raises
+  RetryableError; items inside a list are returned as they are, even if not dicts.
+
+Error messages never contain the key or secret. One debug log line per HTTP call
+(``endpoint``, ``status``, ``duration_ms``, ``outcome``).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Final
+
+import httpx
+import structlog
+
+from sync.clock import Clock, utc
+from sync.errors import RetryableError, SyncError
+from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
+from sync.outcomes import Expect, Outcome, classify, decode_json, raise_for_outcome
+from sync.ratelimit import SHOPWIRED_BUCKET, LeakyBucket, Limiter
+
+#: Every order property the domain mapping reads; sent as ``fields=`` to keep pages small.
+ORDER_FIELDS: Final[tuple[str, ...]] = (
+    "id",
+    "reference",
+    "created",
+    "archived",
+    "trackingUrl",
+    "status",
+    "billingAddress",
+    "shippingAddress",
+    "paymentMethod",
+    "total",
+    "subTotal",
+    "shippingTotal",
+    "originalShippingTotal",
+    "partialPaymentTotal",
+    "tax",
+    "discounts",
+    "fees",
+    "shipping",
+    "refunds",
+    "products",
+    "comments",
+    "customer",
+    "deliveryDate",
+    "transactionId",
+    "acceptsMarketing",
+)
+
+MAX_PAGE_SIZE: Final = 100
+MAX_IDS_PER_CALL: Final = 50
+BACKOFF_BASE: Final = 1.0
+BACKOFF_CAP: Final = 30.0
+
+# Endpoint labels (keys of ``ShopWiredClient.calls``).
+EP_ORDERS: Final = "orders"
+EP_ORDER: Final = "orders/{id}"
+EP_COUNT: Final = "orders/count"
+EP_STATUSES: Final = "order-statuses"
+
+
+def _unix(dt: datetime) -> int:
+    """UNIX seconds of ``dt`` (naive = UTC), floored."""
+    return int(utc(dt).timestamp() // 1)
+
+
+def _fields_param(fields: Sequence[str] | None) -> dict[str, str]:
+    if fields is None:
+        return {}
+    if isinstance(fields, str):
+        raise TypeError("fields must be a sequence of property names, not a string")
+    return {"fields": ",".join(fields)} if fields else {}
+
+
+def _order_id(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"order ids must be ints, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"order id must not be negative: {value}")
+    return value
+
+
+class ShopWiredClient:
+    """Reads orders from one ShopWired store (see the module docstring for the contract).
+
+    ``base_url`` includes the version, e.g. ``https://api.ecommerceapi.uk/v1``; all paths are
+    relative to it. ``limiter`` defaults to a fresh :class:`~sync.ratelimit.LeakyBucket` with
+    :data:`~sync.ratelimit.SHOPWIRED_BUCKET`; pass a shared one when several clients use the
+    same store. ``rng`` drives the backoff jitter (seed it in tests). A ``Retry-After`` longer
+    than ``max_retry_after`` seconds is not waited out in-process: RetryableError is raised at
+    once with that ``retry_after``.
+
+    Attributes: ``calls`` counts HTTP requests by endpoint label (``orders``, ``orders/{id}``,
+    ``orders/count``, ``order-statuses``); ``throttled`` counts 429 (and 503 + Retry-After)
+    responses.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        api_secret: str,
+        *,
+        clock: Clock,
+        transport: httpx.BaseTransport | None = None,
+        limiter: Limiter | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_429_retries: int = 8,
+        logger: Any = None,
+        rng: random.Random | None = None,
+        max_retry_after: float = 300.0,
+    ) -> None:
+        if max_429_retries < 0:
+            raise ValueError("max_429_retries must be >= 0")
+        self._clock = clock
+        self._limiter: Limiter = (
+            limiter if limiter is not None else LeakyBucket.from_spec(SHOPWIRED_BUCKET, clock)
+        )
+        self._max_429_retries = max_429_retries
+        self._max_retry_after = max_retry_after
+        self._rng = rng if rng is not None else random.Random()
+        self._log = logger if logger is not None else structlog.get_logger("ordersync.shopwired")
+        self._redact = Redactor(api_key, api_secret, mask_user=True)
+        self._http = build_client(
+            base_url, (api_key, api_secret), transport=transport, timeout=timeout
+        )
+        self.calls: Counter[str] = Counter()
+        self.throttled: int = 0
+
+    @property
+    def limiter(self) -> Limiter:
+        return self._limiter
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._http.close()
+
+    def __enter__(self) -> ShopWiredClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- core --------------------------------------------------------------------------------
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
+        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2.0 ** min(attempt, 30)))
+        return self._rng.uniform(0.0, ceiling)
+
+    def _log_call(self, endpoint: str, ex: Exchange, outcome: Outcome, attempt: int) -> None:
+        self._log.debug(
+            "shopwired_call",
+            endpoint=endpoint,
+            status=ex.status,
+            duration_ms=round(ex.duration_ms, 1),
+            outcome=outcome.kind,
+            attempt=attempt,
+        )
+
+    def _raise(self, outcome: Outcome, endpoint: str, cause: BaseException | None) -> None:
+        safe = Outcome(
+            outcome.kind, outcome.retry_after, self._redact(outcome.reason), outcome.status
+        )
+        try:
+            raise_for_outcome(safe, endpoint)
+        except SyncError as err:
+            raise err from cause
+
+    def _get(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str | int],
+        *,
+        expect: Expect,
+        allow_not_found: bool = False,
+    ) -> Any:
+        """GET ``path``; the decoded JSON, or None for a 404 when ``allow_not_found``."""
+        attempt = 0
+        while True:
+            self._limiter.acquire()
+            ex = send(self._http, self._clock, "GET", path, params=dict(params))
+            self.calls[endpoint] += 1
+            outcome = classify(
+                "shopwired",
+                ex.status,
+                ex.exc,
+                ex.text,
+                ex.retry_after,
+                expect=expect,
+                now=self._clock.now(),
+            )
+            self._log_call(endpoint, ex, outcome, attempt)
+            throttled = ex.status == 429 or (ex.status == 503 and outcome.retry_after is not None)
+            if outcome.kind == "retry" and throttled:
+                self.throttled += 1
+                if attempt >= self._max_429_retries:
+                    raise RetryableError(
+                        f"ShopWired still throttling after {attempt} retries",
+                        endpoint=endpoint,
+                        status=ex.status,
+                        retry_after=outcome.retry_after,
+                    )
+                delay = (
+                    outcome.retry_after
+                    if outcome.retry_after is not None
+                    else self._backoff(attempt)
+                )
+                if delay > self._max_retry_after:
+                    raise RetryableError(
+                        f"ShopWired asked us to wait {delay:.0f} s",
+                        endpoint=endpoint,
+                        status=ex.status,
+                        retry_after=delay,
+                    )
+                self._limiter.penalize(delay)
+                self._clock.sleep(delay)
+                attempt += 1
+                continue
+            if outcome.kind == "not_found":
+                if allow_not_found:
+                    return None
+                # A collection endpoint cannot be "not found": the base URL is wrong.
+                outcome = Outcome(
+                    "fatal",
+                    None,
+                    f"ShopWired has no {path!r} endpoint: check SHOPWIRED_BASE_URL "
+                    "(it must include the version, e.g. https://api.ecommerceapi.uk/v1)",
+                    outcome.status,
+                )
+            if outcome.kind != "ok":
+                self._raise(outcome, endpoint, ex.exc)
+            return decode_json(ex.text)
+
+    # -- orders ------------------------------------------------------------------------------
+    def list_orders(
+        self,
+        *,
+        created_from: datetime,
+        created_to: datetime,
+        offset: int,
+        count: int = MAX_PAGE_SIZE,
+        fields: Sequence[str] | None = ORDER_FIELDS,
+        sort: str = "date",
+    ) -> list[Any]:
+        """One page of orders created in [``created_from``, ``created_to``] (UNIX seconds).
+
+        ``count`` is 1 to 100 (ValueError otherwise), ``offset`` ≥ 0. ``fields=None`` or ``()``
+        asks for every property. Returns the bare array as sent (items normally dicts).
+        """
+        if not 1 <= count <= MAX_PAGE_SIZE:
+            raise ValueError(f"count must be between 1 and {MAX_PAGE_SIZE}, got {count}")
+        if offset < 0:
+            raise ValueError(f"offset must be >= 0, got {offset}")
+        params: dict[str, str | int] = {
+            "from": _unix(created_from),
+            "to": _unix(created_to),
+            "count": count,
+            "offset": offset,
+            "sort": sort,
+            **_fields_param(fields),
+        }
+        page: list[Any] = self._get(EP_ORDERS, "orders", params, expect="list")
+        return page
+
+    def iter_orders_in_window(
+        self,
+        created_from: datetime,
+        created_to: datetime,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        fields: Sequence[str] | None = ORDER_FIELDS,
+    ) -> Iterator[list[Any]]:
+        """Pages of orders created in the window, oldest first (``sort=date``).
+
+        Offset paging; stops after a page shorter than ``page_size`` (an empty page is not
+        yielded). Raises RetryableError if the server sends the same page twice (it ignored
+        ``offset``), rather than looping for ever. The caller de-duplicates by id: offset
+        paging over a live list can repeat or skip rows at page boundaries.
+        """
+        offset = 0
+        previous_ids: list[Any] | None = None
+        while True:
+            page = self.list_orders(
+                created_from=created_from,
+                created_to=created_to,
+                offset=offset,
+                count=page_size,
+                fields=fields,
+            )
+            if not page:
+                return
+            ids = [item.get("id") if isinstance(item, dict) else None for item in page]
+            if previous_ids is not None and ids == previous_ids and any(i is not None for i in ids):
+                raise RetryableError(
+                    f"ShopWired returned the same page for offset {offset}",
+                    endpoint=EP_ORDERS,
+                )
+            previous_ids = ids
+            yield page
+            if len(page) < page_size:
+                return
+            offset += len(page)
+
+    def get_orders_by_ids(
+        self, ids: Sequence[int], fields: Sequence[str] | None = ORDER_FIELDS
+    ) -> list[Any]:
+        """Current state of the given orders, 50 ids per call (``ids=1,2,3``), concatenated.
+
+        Duplicate ids are asked for once; ids the shop does not return (deleted) are simply
+        absent. No call is made for an empty ``ids``.
+        """
+        unique = list(dict.fromkeys(_order_id(i) for i in ids))
+        out: list[Any] = []
+        for start in range(0, len(unique), MAX_IDS_PER_CALL):
+            batch = unique[start : start + MAX_IDS_PER_CALL]
+            params: dict[str, str | int] = {
+                "ids": ",".join(str(i) for i in batch),
+                "count": len(batch),
+                **_fields_param(fields),
+            }
+            page: list[Any] = self._get(EP_ORDERS, "orders", params, expect="list")
+            out.extend(page)
+        return out
+
+    def get_order(
+        self, order_id: int, fields: Sequence[str] | None = ORDER_FIELDS
+    ) -> dict[str, Any] | None:
+        """One order, or None when ShopWired answers 404."""
+        oid = _order_id(order_id)
+        order: dict[str, Any] | None = self._get(
+            EP_ORDER, f"orders/{oid}", _fields_param(fields), expect="object", allow_not_found=True
+        )
+        return order
+
+    def count_orders(
+        self, *, created_from: datetime | None = None, created_to: datetime | None = None
+    ) -> int:
+        """``GET orders/count`` (optionally by created date) → the ``count`` as an int.
+
+        A body without a usable integer ``count`` raises RetryableError.
+        """
+        params: dict[str, str | int] = {}
+        if created_from is not None:
+            params["from"] = _unix(created_from)
+        if created_to is not None:
+            params["to"] = _unix(created_to)
+        body: dict[str, Any] = self._get(EP_COUNT, "orders/count", params, expect="object")
+        value = body.get("count")
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            return value
+        if isinstance(value, float) and value.is_integer() and value >= 0:
+            return int(value)
+        raise RetryableError("ShopWired sent no usable order count", endpoint=EP_COUNT)
+
+    def order_statuses(self) -> list[Any]:
+        """Every order status of the store (``GET order-statuses``, one bare array)."""
+        statuses: list[Any] = self._get(EP_STATUSES, "order-statuses", {}, expect="list")
+        return statuses

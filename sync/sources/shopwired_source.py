@@ -1,0 +1,56 @@
+"""ShopWired as a :class:`~sync.sources.base.Source`: the client plus the pure parser."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from sync.domain.models import SourceOrder, SourceStatus
+from sync.domain.parse_shopwired import SOURCE, parse_shopwired_order
+from sync.domain.windows import Window
+from sync.sources.shopwired import ShopWiredClient
+
+
+class ShopWiredSource:
+    """Reads orders from one ShopWired store."""
+
+    name = SOURCE
+
+    def __init__(self, client: ShopWiredClient) -> None:
+        self.client = client
+
+    def statuses(self) -> list[SourceStatus]:
+        out = []
+        for raw in self.client.order_statuses():
+            if isinstance(raw, Mapping) and raw.get("id") is not None:
+                out.append(
+                    SourceStatus(
+                        id=str(raw["id"]),
+                        name=str(raw.get("name") or ""),
+                        type=str(raw.get("type") or "custom").lower(),
+                    )
+                )
+        return out
+
+    def new_order_pages(self, window: Window) -> Iterator[list[Any]]:
+        yield from self.client.iter_orders_in_window(window.start, window.end)
+
+    def fetch_by_ids(self, order_ids: Sequence[str]) -> list[Any]:
+        ids = [int(i) for i in order_ids if str(i).isdigit()]
+        return self.client.get_orders_by_ids(ids) if ids else []
+
+    def count_created(self, window: Window) -> int:
+        return self.client.count_orders(created_from=window.start, created_to=window.end)
+
+    def raw_id(self, raw: Any) -> str | None:
+        if isinstance(raw, Mapping):
+            v = raw.get("id")
+            if isinstance(v, int | str) and not isinstance(v, bool) and str(v).strip():
+                return str(v).strip()[:64]
+        return None
+
+    def parse(self, raw: Any) -> SourceOrder:
+        return parse_shopwired_order(raw)
+
+    def close(self) -> None:
+        self.client.close()

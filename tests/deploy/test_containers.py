@@ -1,0 +1,102 @@
+"""Dockerfile and docker-compose.yml stay true to the code (there is no Docker engine here)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from config.settings import env_names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def cli_commands() -> set[str]:
+    from typer.main import get_command
+
+    from sync.cli import app
+
+    group = get_command(app)
+    return set(group.commands)  # type: ignore[attr-defined]
+
+
+def ordersync_services(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {n: s for n, s in doc["services"].items() if s.get("image", "").startswith("ordersync")
+            or "build" in s}
+
+
+def test_every_service_command_is_a_real_subcommand():
+    services = ordersync_services(compose())
+    assert {"migrate", "poller", "worker"} <= set(services)
+    for name, svc in services.items():
+        cmd = svc["command"]
+        assert cmd[0] in cli_commands(), f"{name}: {cmd[0]} is not an ordersync command"
+
+
+def test_every_environment_name_is_a_setting():
+    known = set(env_names())
+    for name, svc in ordersync_services(compose()).items():
+        for var in svc.get("environment", {}):
+            assert var in known, f"{name}: {var} is not a Settings name"
+    example = (ROOT / ".env.example").read_text()
+    for var in re.findall(r"^([A-Z_]+)=", example, re.M):
+        assert var in known, f".env.example: {var} is not a Settings name"
+
+
+def test_dependencies_and_healthchecks_wire_up():
+    doc = compose()
+    services = doc["services"]
+    for name, svc in services.items():
+        for dep, cond in (svc.get("depends_on") or {}).items():
+            assert dep in services, f"{name} depends on unknown {dep}"
+            if cond["condition"] == "service_healthy":
+                assert "healthcheck" in services[dep], f"{dep} has no healthcheck"
+    assert services["poller"]["depends_on"]["migrate"]["condition"] == (
+        "service_completed_successfully"
+    )
+    for vol in ("pgdata", "redisdata"):
+        assert vol in doc["volumes"]
+
+
+def test_compose_urls_point_at_compose_services():
+    doc = compose()
+    env = doc["services"]["poller"]["environment"]
+    assert "@postgres:5432" in env["DATABASE_URL"]
+    assert env["REDIS_URL"].startswith("redis://redis:6379")
+
+
+def test_dockerfile_entrypoint_and_healthcheck_run_here():
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r'^ENTRYPOINT \["ordersync"\]', text, re.M)
+    assert re.search(r"^USER ordersync", text, re.M)
+    assert "constraints.txt" in text
+    cmd = re.search(r'^CMD \["(\w+)"\]', text, re.M)
+    assert cmd and cmd.group(1) in cli_commands()
+    hc = re.search(r"HEALTHCHECK[^\n]*\\\n\s*CMD (\[.*\])", text)
+    assert hc
+    args = yaml.safe_load(hc.group(1))
+    assert args[0] == "ordersync" and args[1] in cli_commands()
+    r = subprocess.run([sys.executable, "-m", "sync", *args[1:], "--help"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    for svc in compose()["services"].values():
+        test = (svc.get("healthcheck") or {}).get("test")
+        if test and test[1] == "ordersync":
+            r = subprocess.run([sys.executable, "-m", "sync", *test[2:], "--help"],
+                               capture_output=True, text=True, timeout=60)
+            assert r.returncode == 0, f"{shlex.join(test)}: {r.stderr}"
+
+
+def test_dockerfile_copies_every_package():
+    text = (ROOT / "Dockerfile").read_text()
+    for pkg in ("sync", "workers", "config"):
+        assert f"COPY {pkg} ./{pkg}" in text
