@@ -30,7 +30,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-dlq_app = typer.Typer(help="Dead letters: orders that could not be delivered.", no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="Dead letters: orders that could not be delivered.", no_args_is_help=True
+)
 app.add_typer(dlq_app, name="dlq")
 out = Console()
 err = Console(stderr=True)
@@ -413,8 +415,8 @@ def worker(
     ledger = Ledger(settings.database_url)
     ledger.create_schema()
     ledger.dispose()
-    from workers.app import make_app
     import workers.app as wa
+    from workers.app import make_app
 
     wa.app = make_app(settings.redis_url)
     wa.app.register_task(wa.push_order)

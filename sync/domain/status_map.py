@@ -14,12 +14,18 @@ from typing import Any
 from sync.domain.models import SourceStatus
 
 ORDER_STATUSES = frozenset(
-    "unknown pending processing under-review awaiting-payment awaiting-fulfillment "
-    "awaiting-pickup partially-shipped completed shipped fraud closed cancelled declined "
-    "refunded disputed partially-refunded".split()
+    [
+        "unknown", "pending", "processing", "under-review", "awaiting-payment",
+        "awaiting-fulfillment", "awaiting-pickup", "partially-shipped", "completed",
+        "shipped", "fraud", "closed", "cancelled", "declined", "refunded", "disputed",
+        "partially-refunded",
+    ]
 )
 EVENT_TYPES = frozenset(
-    "cancelled completed delivered dispatched disputed fullfilled processing refunded".split()
+    [
+        "cancelled", "completed", "delivered", "dispatched", "disputed", "fullfilled",
+        "processing", "refunded",
+    ]
 )
 
 

@@ -142,3 +142,47 @@ class CursorRow(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class WebhookRow(Base):
+    """One accepted webhook delivery, deduplicated on the platform's event id.
+
+    The receiver only writes this row and a refresh request; the order itself is re-fetched
+    by id. ``processed_at`` is set once the refresh it asked for has been done.
+    """
+
+    __tablename__ = "ledger_webhooks"
+    __table_args__ = (
+        UniqueConstraint("store", "delivery_id", name="uq_ledger_webhooks_store_delivery"),
+        Index("ix_ledger_webhooks_received", "store", "received_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store: Mapped[str] = mapped_column(String(64))
+    delivery_id: Mapped[str] = mapped_column(String(128))
+    topic: Mapped[str] = mapped_column(String(64))
+    source_order_id: Mapped[str | None] = mapped_column(String(64))
+    event_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class RefreshRequestRow(Base):
+    """An order the scheduler must re-read soon (webhook, audit repair, operator request).
+
+    At most one row per order: a second request only keeps the earliest ``requested_at`` and
+    the highest priority. Deleted when the order has been re-read.
+    """
+
+    __tablename__ = "ledger_refresh_requests"
+    __table_args__ = (
+        UniqueConstraint("store", "source_order_id", name="uq_ledger_refresh_store_order"),
+        Index("ix_ledger_refresh_due", "store", "priority", "requested_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    store: Mapped[str] = mapped_column(String(64))
+    source_order_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(String(64))
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # lower = sooner
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())

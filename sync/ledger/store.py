@@ -210,8 +210,10 @@ class Ledger:
             if store:
                 oq = oq.where(OrderRow.store == store)
                 eq = eq.where(EventRow.store == store)
-            orders = {st: 0 for st in OrderState.ALL} | {str(r[0]): int(r[1]) for r in s.execute(oq).all()}
-            events = {st: 0 for st in EventState.ALL} | {str(r[0]): int(r[1]) for r in s.execute(eq).all()}
+            orders = {st: 0 for st in OrderState.ALL}
+            orders |= {str(r[0]): int(r[1]) for r in s.execute(oq).all()}
+            events = {st: 0 for st in EventState.ALL}
+            events |= {str(r[0]): int(r[1]) for r in s.execute(eq).all()}
             return Counts(orders=orders, events=events)
 
     def problems(self, store: str, limit: int = 10) -> list[OrderRow]:
@@ -276,7 +278,9 @@ class Ledger:
             )
 
     @staticmethod
-    def log(s: Session, store: str, ref: str, at: datetime, action: str, detail: Any = None) -> None:
+    def log(
+        s: Session, store: str, ref: str, at: datetime, action: str, detail: Any = None
+    ) -> None:
         text = detail if isinstance(detail, str) or detail is None else json.dumps(detail)
         s.add(LogRow(store=store, ref=ref, at=at, action=action, detail=text))
 

@@ -22,7 +22,7 @@ from sync.logs import get_logger
 from sync.ratelimit import HourlyBudget, LeakyBucket
 from sync.service.dispatch import Dispatcher, InlineDispatcher
 from sync.service.ingest import Ingestor
-from sync.service.poller import PollPolicy, Poller
+from sync.service.poller import Poller, PollPolicy
 from sync.service.push import Pusher, PushPolicy
 from sync.sinks.wiredplus import WiredPlusClient
 from sync.sources.shopwired import ShopWiredClient

@@ -31,9 +31,10 @@ json_value = st.recursive(
 
 
 def mutated_orders(base: dict[str, Any]) -> st.SearchStrategy[Any]:
-    keys = st.sampled_from(sorted(base) + ["products.0.price", "products.0.quantity",
-                                           "status.type", "billingAddress.emailAddress",
-                                           "refunds", "tax.value", "products.0.vatRate"])
+    keys = st.sampled_from([
+        *sorted(base), "products.0.price", "products.0.quantity", "status.type",
+        "billingAddress.emailAddress", "refunds", "tax.value", "products.0.vatRate",
+    ])
 
     def apply(changes: list[tuple[str, Any]]) -> dict[str, Any]:
         doc = json.loads(json.dumps(base))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from config import default_status_map_text
 from sync.domain.models import SourceStatus
 from sync.domain.status_map import StatusMap, StatusMapError
-from config import default_status_map_text
 
 
 @pytest.mark.parametrize(

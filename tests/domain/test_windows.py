@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
@@ -54,5 +55,5 @@ def test_split_range_covers_every_second_once(start, length, chunk):
     b = a + timedelta(seconds=length)
     parts = list(split_range(a, b, timedelta(seconds=chunk)))
     assert parts[0].start == a and parts[-1].end == b
-    for x, y in zip(parts, parts[1:], strict=False):
+    for x, y in itertools.pairwise(parts):
         assert y.start == x.end + timedelta(seconds=1)
