@@ -374,23 +374,28 @@ def check() -> None:
     ok = True
     out.print("[green]✓[/] configuration is valid")
     rt = _runtime(settings, create_schema=True)
+    def probe_database() -> str:
+        rt.ledger.counts(settings.store)
+        return ""
+
+    def probe_shopwired() -> str:
+        return f" ({len(rt.source.statuses())} order statuses)"
+
+    def probe_wiredplus() -> str:
+        info = rt.wiredplus.account_info()
+        return (
+            f" (account {info.account_name!r}, {info.ratelimit_remaining}/"
+            f"{info.ratelimit_limit} calls left this hour)"
+        )
+
     try:
         for name, probe in (
-            ("database", lambda: rt.ledger.counts(settings.store)),
-            ("ShopWired", lambda: len(rt.source.statuses())),
-            ("WiredPlus", lambda: rt.wiredplus.account_info()),
+            ("database", probe_database),
+            ("ShopWired", probe_shopwired),
+            ("WiredPlus", probe_wiredplus),
         ):
             try:
-                result = probe()
-                detail = ""
-                if name == "ShopWired":
-                    detail = f" ({result} order statuses)"
-                if name == "WiredPlus":
-                    detail = (
-                        f" (account {result.account_name!r}, "
-                        f"{result.ratelimit_remaining}/{result.ratelimit_limit} calls left "
-                        "this hour)"
-                    )
+                detail = probe()
                 out.print(f"[green]✓[/] {name} reachable{detail}")
             except Exception as exc:
                 ok = False

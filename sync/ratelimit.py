@@ -187,7 +187,8 @@ class HourlyBudget:
        (which also bounds every clock hour, whatever hour WiredPlus counts).
     2. **Pacing** — a leaky bucket of ``burst`` calls draining ``limit / 3600`` per second, so
        a backlog is spread across the hour instead of spending the budget in the first
-       minutes. ``burst`` defaults to one minute's share (at least 1).
+       minutes. ``burst`` defaults to six minutes' share (a tenth of the hourly budget, at
+       least 1): a first import or a busy hour starts at once, a long backlog is spread.
     3. **Server view** — after :meth:`update_from_account_info`, at most ``remaining`` more
        calls until ``reset``; after a 429, :meth:`penalize` admits nothing until it lapses.
     """
@@ -210,7 +211,7 @@ class HourlyBudget:
             if self._burst_override < 1:
                 raise ValueError("burst must be at least 1")
             return float(min(self._burst_override, limit))
-        return float(max(1, min(limit, math.ceil(limit / 60))))
+        return float(max(1, min(limit, math.ceil(limit / 10))))
 
     @property
     def limit(self) -> int:

@@ -139,6 +139,27 @@ class Ledger:
                 )
             ).first()
 
+    def all_orders(self, store: str) -> list[OrderRow]:
+        """Every order of ``store`` (for checks, audits and small tools: loads them all)."""
+        with self.session() as s:
+            return list(s.scalars(select(OrderRow).where(OrderRow.store == store)))
+
+    def all_events(self, store: str) -> list[EventRow]:
+        """Every event of ``store``, oldest first."""
+        with self.session() as s:
+            return list(
+                s.scalars(select(EventRow).where(EventRow.store == store).order_by(EventRow.id))
+            )
+
+    def ref_for(self, store: str, source_order_id: str) -> str | None:
+        """The ledger key (api_reference_id) of a shop order id, if known."""
+        with self.session() as s:
+            return s.scalars(
+                select(OrderRow.ref).where(
+                    OrderRow.store == store, OrderRow.source_order_id == source_order_id
+                )
+            ).first()
+
     def events_for(self, store: str, ref: str) -> list[EventRow]:
         with self.session() as s:
             return list(

@@ -23,6 +23,7 @@ from typing import Any
 
 from sync.clock import Clock
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
+from sync.errors import RetryableError
 from sync.ledger.store import LAST_PASS_ERROR, LAST_PASS_OK, WATERMARK, Ledger
 from sync.service.dispatch import Dispatcher
 from sync.service.ingest import Ingestor, IngestResult
@@ -68,6 +69,7 @@ class Poller:
         policy: PollPolicy,
         start_at: Callable[[datetime], datetime],
         log: Any,
+        budget_probe: Callable[[], object] | None = None,
     ) -> None:
         self.ledger = ledger
         self.source = source
@@ -78,6 +80,8 @@ class Poller:
         self.start_at = start_at
         self.log = log
         self.store = ingestor.store
+        self.budget_probe = budget_probe
+        self._budget_at: float | None = None
         self._statuses_at: float | None = None
         self._warned_statuses: set[str] = set()
         ingestor.on_unknown_status = self._warn_unknown_status
@@ -106,6 +110,30 @@ class Poller:
             if not self.ingestor.status_map.resolve(st).matched:
                 self._warn_unknown_status(st.id, st.name)
 
+    def refresh_budget(self) -> None:
+        """Learn the sink's hourly budget (WiredPlus ``GetAccountInfo``), at most hourly.
+
+        A retryable failure only logs a warning (the configured budget stays in force);
+        a fatal one (bad credentials) propagates and stops the daemon.
+        """
+        if self.budget_probe is None:
+            return
+        mono = self.clock.monotonic()
+        if self._budget_at is not None and mono - self._budget_at < STATUS_TTL.total_seconds():
+            return
+        self._budget_at = mono
+        try:
+            info = self.budget_probe()
+        except RetryableError as exc:
+            self.log.warning("budget.unknown", store=self.store, error=str(exc)[:300])
+            return
+        self.log.info(
+            "budget.learned",
+            store=self.store,
+            limit=getattr(info, "ratelimit_limit", None),
+            remaining=getattr(info, "ratelimit_remaining", None),
+        )
+
     # -- watermark ----------------------------------------------------------------------
     def watermark(self, now: datetime) -> datetime:
         raw = self.ledger.get_cursor(self.store, WATERMARK)
@@ -117,6 +145,7 @@ class Poller:
         mono = self.clock.monotonic()
         report = PassReport(started_at=now)
         try:
+            self.refresh_budget()
             self.refresh_statuses()
             self._scan_new(report, now)
             self._refresh_open(report)

@@ -140,6 +140,7 @@ def build_runtime(
         ),
         start_at=settings.effective_start,
         log=log,
+        budget_probe=wiredplus.account_info,
     )
     return Runtime(
         settings=settings,

@@ -267,11 +267,13 @@ class ShopWiredClient:
         count: int = MAX_PAGE_SIZE,
         fields: Sequence[str] | None = ORDER_FIELDS,
         sort: str = "date",
+        archived: bool | None = None,
     ) -> list[Any]:
         """One page of orders created in [``created_from``, ``created_to``] (UNIX seconds).
 
         ``count`` is 1 to 100 (ValueError otherwise), ``offset`` ≥ 0. ``fields=None`` or ``()``
-        asks for every property. Returns the bare array as sent (items normally dicts).
+        asks for every property. ``archived`` sends ``archived=0|1``; without it ShopWired
+        lists regular (non-archived) orders only. Returns the bare array as sent.
         """
         if not 1 <= count <= MAX_PAGE_SIZE:
             raise ValueError(f"count must be between 1 and {MAX_PAGE_SIZE}, got {count}")
@@ -285,6 +287,8 @@ class ShopWiredClient:
             "sort": sort,
             **_fields_param(fields),
         }
+        if archived is not None:
+            params["archived"] = 1 if archived else 0
         page: list[Any] = self._get(EP_ORDERS, "orders", params, expect="list")
         return page
 
@@ -295,6 +299,7 @@ class ShopWiredClient:
         *,
         page_size: int = MAX_PAGE_SIZE,
         fields: Sequence[str] | None = ORDER_FIELDS,
+        archived: bool | None = None,
     ) -> Iterator[list[Any]]:
         """Pages of orders created in the window, oldest first (``sort=date``).
 
@@ -312,6 +317,7 @@ class ShopWiredClient:
                 offset=offset,
                 count=page_size,
                 fields=fields,
+                archived=archived,
             )
             if not page:
                 return
@@ -359,7 +365,11 @@ class ShopWiredClient:
         return order
 
     def count_orders(
-        self, *, created_from: datetime | None = None, created_to: datetime | None = None
+        self,
+        *,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        archived: bool | None = None,
     ) -> int:
         """``GET orders/count`` (optionally by created date) → the ``count`` as an int.
 
@@ -370,6 +380,8 @@ class ShopWiredClient:
             params["from"] = _unix(created_from)
         if created_to is not None:
             params["to"] = _unix(created_to)
+        if archived is not None:
+            params["archived"] = 1 if archived else 0
         body: dict[str, Any] = self._get(EP_COUNT, "orders/count", params, expect="object")
         value = body.get("count")
         if isinstance(value, str) and value.strip().isdigit():
