@@ -46,6 +46,7 @@ class PushResult:
     ref: str
     outcome: str  # synced | retry | dead | busy | fatal
     order_call: str | None = None  # created/updated | None when unchanged
+    wiredplus_id: str | None = None
     events_sent: int = 0
     error: str | None = None
 
@@ -102,11 +103,13 @@ class Pusher:
     # -- steps --------------------------------------------------------------------------
     def _deliver(self, store: str, row: OrderRow, owner: str, result: PushResult) -> None:
         wiredplus_id = row.wiredplus_id
+        result.wiredplus_id = wiredplus_id
         if row.pushed_hash != row.content_hash or wiredplus_id is None:
             body = json.loads(row.payload or "{}")
             if wiredplus_id:
                 body["id"] = wiredplus_id
             wiredplus_id = self.sink.update_order(body)
+            result.wiredplus_id = wiredplus_id
             result.order_call = "updated" if row.wiredplus_id else "created"
             now = self.clock.now()
             with self.ledger.session() as s:
@@ -262,7 +265,7 @@ class Pusher:
             ref=row.ref,
             order_id=row.source_order_id,
             order_reference=row.order_reference,
-            wiredplus_id=row.wiredplus_id,
+            wiredplus_id=result.wiredplus_id or row.wiredplus_id,
             order_call=result.order_call or "unchanged",
             events_sent=result.events_sent,
             outcome=result.outcome,

@@ -1,0 +1,896 @@
+"""HTTP client for the Elastic Path Commerce Cloud orders API, and EP as a ``Source``.
+
+:class:`ElasticPathClient` returns raw JSON; :mod:`sync.domain.parse_elasticpath` turns order
+*bundles* (``{"data": order, "included": {"items": [...]}}``) into domain objects.
+:class:`ElasticPathSource` is the :class:`~sync.sources.base.Source` the engine uses.
+
+Contract of every public client method:
+
+* **auth** — a client-credentials token from ``POST /oauth/access_token`` (form-encoded
+  ``grant_type=client_credentials&client_id=…&client_secret=…``); both documented response
+  shapes are read (fields at the top level, or wrapped in ``data``). Every other call sends
+  ``Authorization: Bearer <token>``. The token is renewed ``token_margin`` seconds (default
+  300) before it expires (``expires_in``, else the epoch ``expires``, else one hour), and once
+  more when a call answers 401; a second 401 in a row is a FatalError naming
+  ``ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET``. A rejected token request (400, 401,
+  403, 422) is fatal too.
+* **rate** — each request first waits on the limiter (:data:`ELASTICPATH_BUCKET` by default:
+  never more than 25 requests in any second, EP's development-store limit). A 429 (or a 503
+  carrying ``Retry-After``) is waited out — ``Retry-After`` when sent (EP documents no such
+  header), else exponential backoff with full jitter from 1 s capped at 30 s — and the same
+  request is sent again, at most ``max_429_retries`` times; then
+  :class:`~sync.errors.RetryableError` carrying ``retry_after``.
+* **outcomes** — every response goes through :func:`classify_elasticpath` (the EP column of
+  the table in :mod:`sync.outcomes`; kept here until ``outcomes.Api`` learns
+  ``"elasticpath"``). JSON:API error bodies (``{"errors": [{status, title, detail, …}]}``,
+  also a single object, ``status`` as int or string) become the message.
+* a 2xx body that is not the JSON object expected (e.g. a truncated page) raises
+  RetryableError. Messages never contain the client secret, the client id or a token.
+
+One debug log line per HTTP call (``endpoint``, ``status``, ``duration_ms``, ``outcome``).
+
+Paging (:meth:`ElasticPathClient.iter_orders_updated`) is a moving filter window, not a
+growing offset: each page asks ``filter=ge(updated_at,"<T>")[:le(updated_at,"<end>")]``,
+``sort=updated_at``, ``page[limit]=100``, ``include=items``; after a full page ``T`` moves to
+the page's newest ``updated_at`` (floored to the millisecond) and the offset goes back to 0.
+Rows at exactly ``T`` are read again and dropped when their ``(id, updated_at)`` was already
+yielded. The offset only grows while a whole page shares one millisecond, and never past EP's
+10,000 cap (a FatalError then: more than 10,000 orders share one ``updated_at``). Unlike
+offset paging this cannot skip an order when another one is updated mid-scan (it only moves
+later, and is read again with its new state).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType, TracebackType
+from typing import Any, Final
+
+import httpx
+import structlog
+
+from sync.clock import Clock, utc
+from sync.domain.models import SourceOrder, SourceStatus
+from sync.domain.parse_elasticpath import (
+    SOURCE,
+    all_statuses,
+    bundle_order_id,
+    format_timestamp,
+    parse_elasticpath_order,
+    parse_timestamp,
+)
+from sync.domain.windows import Window
+from sync.errors import FatalError, RetryableError, SkippableError, SyncError
+from sync.httpclient import DEFAULT_TIMEOUT, USER_AGENT, Exchange, Redactor, send
+from sync.outcomes import (
+    EXCEPTION_FALLBACK,
+    EXCEPTION_RULES,
+    INVALID_JSON,
+    Kind,
+    Outcome,
+    decode_json,
+    parse_retry_after,
+    raise_for_outcome,
+    truncate,
+)
+from sync.ratelimit import BucketSpec, LeakyBucket, Limiter
+
+#: At most 5 + 20·t requests in any t seconds: ≤ 25 in any second (EP development store).
+ELASTICPATH_BUCKET: Final = BucketSpec(capacity=5.0, leak_per_second=20.0)
+MAX_PAGE_LIMIT: Final = 100
+OFFSET_CAP: Final = 10_000
+EXTERNAL_REF_MAX: Final = 64
+DEFAULT_TOKEN_LIFETIME: Final = 3600.0
+DEFAULT_TOKEN_MARGIN: Final = 300.0
+BACKOFF_BASE: Final = 1.0
+BACKOFF_CAP: Final = 30.0
+
+CREDENTIALS_VARS: Final = "ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET"
+BASE_URL_VAR: Final = "ELASTICPATH_BASE_URL"
+NAME: Final = "Elastic Path"
+
+# Endpoint labels (keys of ``ElasticPathClient.calls``).
+EP_TOKEN: Final = "oauth/access_token"
+EP_ORDERS: Final = "orders"
+EP_ORDER: Final = "orders/{id}"
+EP_ORDER_ITEMS: Final = "orders/{id}/items"
+
+_ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_TS_FIELDS: Final = frozenset({"created_at", "updated_at"})
+_TS_OPS: Final = frozenset({"eq", "gt", "ge", "lt", "le"})
+
+
+# ====================================================================== outcome table
+
+#: Exact status codes: code → (kind for a read, kind for a write).
+EP_STATUS_RULES: Final[Mapping[int, tuple[Kind, Kind]]] = MappingProxyType(
+    {
+        400: ("fatal", "skip"),
+        401: ("fatal", "fatal"),
+        403: ("fatal", "fatal"),
+        404: ("not_found", "skip"),
+        405: ("fatal", "fatal"),
+        408: ("retry", "retry"),
+        409: ("retry", "retry"),
+        415: ("fatal", "fatal"),
+        422: ("fatal", "skip"),
+        425: ("retry", "retry"),
+        429: ("retry", "retry"),
+    }
+)
+EP_STATUS_CLASS_RULES: Final[Mapping[int, tuple[Kind, Kind]]] = MappingProxyType(
+    {2: ("ok", "ok"), 3: ("fatal", "fatal"), 4: ("fatal", "skip"), 5: ("retry", "retry")}
+)
+EP_STATUS_FALLBACK: Final[tuple[Kind, Kind]] = ("retry", "retry")
+
+
+def _error_status(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
+def jsonapi_errors(body_text: str) -> list[str]:
+    """Readable messages from a JSON:API error body (``errors`` as a list or one object).
+
+    Each is ``"<title>: <detail> (status <n>, request <id>)"`` with the parts present; the
+    ``status`` may be an int or a string. Empty when the body is not such a document.
+    """
+    value = decode_json(body_text)
+    if not isinstance(value, Mapping):
+        return []
+    errors = value.get("errors")
+    if isinstance(errors, Mapping):
+        errors = [errors]
+    if not isinstance(errors, list):
+        return []
+    out: list[str] = []
+    for err in errors[:5]:
+        if not isinstance(err, Mapping):
+            continue
+        title = err.get("title") if isinstance(err.get("title"), str) else None
+        detail = err.get("detail") if isinstance(err.get("detail"), str) else None
+        text = ": ".join(p for p in (title, detail) if p) or "error"
+        notes = []
+        status = _error_status(err.get("status"))
+        if status is not None:
+            notes.append(f"status {status}")
+        request_id = err.get("request_id")
+        if isinstance(request_id, str) and request_id:
+            notes.append(f"request {request_id[:64]}")
+        out.append(f"{text} ({', '.join(notes)})" if notes else text)
+    return out
+
+
+def _body_reason(body_text: str) -> str:
+    messages = jsonapi_errors(body_text)
+    return truncate("; ".join(messages) if messages else body_text)
+
+
+def classify_elasticpath(
+    status: int | None,
+    exc: BaseException | None,
+    body_text: str,
+    retry_after_header: str | None,
+    *,
+    write: bool = False,
+    token: bool = False,
+    now: datetime | None = None,
+) -> Outcome:
+    """Classify one EP exchange: :data:`EP_STATUS_RULES` (read or ``write`` column), the
+    status-class rules, and :data:`sync.outcomes.EXCEPTION_RULES` for transport errors.
+
+    A 2xx body must be a JSON object (else ``retry``). ``token`` marks the token endpoint,
+    where 400/401/403/422 mean the credentials are wrong (``fatal``).
+    """
+    if exc is not None:
+        kind: Kind = EXCEPTION_FALLBACK[0]
+        for exc_type, sw_kind, _ in EXCEPTION_RULES:
+            if isinstance(exc, exc_type):
+                kind = sw_kind
+                break
+        detail = truncate(f"{type(exc).__name__}: {exc}", 300)
+        if isinstance(exc, httpx.TimeoutException):
+            reason = f"{NAME} timed out ({detail})"
+        elif kind == "retry":
+            reason = f"could not reach {NAME} ({detail})"
+        else:
+            reason = f"cannot send requests to {NAME}: check {BASE_URL_VAR} ({detail})"
+        return Outcome(kind, None, reason, None)
+    if status is None:
+        raise ValueError("classify_elasticpath needs a status or an exception")
+    if 200 <= status < 300:
+        value = decode_json(body_text)
+        if isinstance(value, dict):
+            return Outcome("ok", None, "ok", status)
+        shape = "no JSON" if value is INVALID_JSON else f"JSON {type(value).__name__}"
+        return Outcome(
+            "retry",
+            None,
+            f"{NAME} sent {shape} where a JSON object was expected (truncated or garbled "
+            f"response): {truncate(body_text, 200)}",
+            status,
+        )
+    if token and status in (400, 401, 403, 422):
+        return Outcome(
+            "fatal",
+            None,
+            f"{NAME} refused a client-credentials token: check {CREDENTIALS_VARS} "
+            f"({_body_reason(body_text)})",
+            status,
+        )
+    pair = (
+        EP_STATUS_RULES.get(status)
+        or EP_STATUS_CLASS_RULES.get(status // 100)
+        or EP_STATUS_FALLBACK
+    )
+    kind = pair[1] if write else pair[0]
+    retry_after = parse_retry_after(retry_after_header, now=now) if kind == "retry" else None
+    if status == 401:
+        reason = f"{NAME} rejected the access token twice: check {CREDENTIALS_VARS}"
+    elif status == 403:
+        reason = (
+            f"{NAME} refused access: check {CREDENTIALS_VARS} and that the key is a "
+            "client_credentials key with the Seller Admin role"
+        )
+    elif 300 <= status < 400:
+        reason = f"{NAME} answered with a redirect: check {BASE_URL_VAR}"
+    elif kind == "not_found":
+        reason = f"not found on {NAME}"
+    else:
+        lead = {
+            "fatal": f"{NAME} says our request is invalid (a bug or configuration problem)",
+            "skip": f"{NAME} rejected the change",
+        }.get(kind)
+        if lead is None:
+            lead = f"{NAME} rate limit exceeded" if status == 429 else f"{NAME} is unavailable"
+        text = _body_reason(body_text)
+        reason = f"{lead}: {text}" if text else lead
+    return Outcome(kind, retry_after, reason, status)
+
+
+# ====================================================================== helpers
+
+
+def ts_filter(op: str, field: str, when: datetime) -> str:
+    """``ge(updated_at,"2026-01-15T12:00:00.000Z")``: one EP filter on a timestamp.
+
+    Lower bounds (``ge``, ``gt``, ``eq``) are floored to the millisecond, upper bounds
+    (``le``, ``lt``) rounded up, so the filter never excludes the instant asked for.
+    """
+    if op not in _TS_OPS or field not in _TS_FIELDS:
+        raise ValueError(f"unsupported timestamp filter {op}({field}, …)")
+    when = utc(when)
+    if op in ("le", "lt") and when.microsecond % 1000:
+        when += timedelta(microseconds=1000 - when.microsecond % 1000)
+    return f'{op}({field},"{format_timestamp(when)}")'
+
+
+def _order_id(value: object) -> str:
+    if not isinstance(value, str) or not _ORDER_ID.match(value):
+        raise ValueError(f"not an Elastic Path order id: {str(value)[:70]!r}")
+    return value
+
+
+def _rel_item_ids(order: Mapping[str, Any]) -> list[str]:
+    rel = order.get("relationships")
+    items = rel.get("items") if isinstance(rel, Mapping) else None
+    data = items.get("data") if isinstance(items, Mapping) else None
+    if not isinstance(data, list):
+        return []
+    return [
+        ref["id"] for ref in data if isinstance(ref, Mapping) and isinstance(ref.get("id"), str)
+    ]
+
+
+def _included_by_id(body: Mapping[str, Any]) -> dict[str, Any]:
+    included = body.get("included")
+    items = included.get("items") if isinstance(included, Mapping) else included
+    out: dict[str, Any] = {}
+    if isinstance(items, list):
+        for item in items:
+            if isinstance(item, Mapping) and isinstance(item.get("id"), str):
+                out.setdefault(item["id"], item)
+    return out
+
+
+def split_page(body: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A list response → one bundle per order, each with only its own included items.
+
+    Items an order lists but the page did not include are left out (the parser then
+    refuses the order); non-object rows become ``{"data": row}`` so the parser reports them.
+    """
+    data = body.get("data")
+    rows = data if isinstance(data, list) else []
+    by_id = _included_by_id(body)
+    out: list[dict[str, Any]] = []
+    for row in rows:
+        if not isinstance(row, Mapping):
+            out.append({"data": row})
+            continue
+        items = [by_id[i] for i in dict.fromkeys(_rel_item_ids(row)) if i in by_id]
+        out.append({"data": row, "included": {"items": items}})
+    return out
+
+
+def _bundle_updated(bundle: Mapping[str, Any]) -> datetime | None:
+    data = bundle.get("data")
+    meta = data.get("meta") if isinstance(data, Mapping) else None
+    stamps = meta.get("timestamps") if isinstance(meta, Mapping) else None
+    if not isinstance(stamps, Mapping):
+        return None
+    try:
+        return parse_timestamp(stamps.get("updated_at"))
+    except SkippableError:
+        return None
+
+
+def _floor_ms(dt: datetime) -> datetime:
+    return dt.replace(microsecond=dt.microsecond - dt.microsecond % 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A bearer token, the moment it stops working and the moment to renew it (aware UTC)."""
+
+    value: str
+    expires_at: datetime
+    renew_at: datetime
+
+
+def parse_token_response(
+    body: Any, now: datetime, margin: timedelta = timedelta(seconds=DEFAULT_TOKEN_MARGIN)
+) -> Token:
+    """Read both documented shapes: ``{access_token, expires_in, expires, …}`` at the top
+    level or inside ``data``. Expiry: the earlier of ``now + expires_in`` and ``expires``
+    (epoch seconds, milliseconds tolerated; ignored when not in the future, i.e. clock skew),
+    one hour when neither is usable. ``renew_at`` is ``margin`` before expiry, but never
+    earlier than halfway through the token's life (a short-lived token is still used).
+
+    Raises RetryableError when there is no usable ``access_token``.
+    """
+    doc = body.get("data") if isinstance(body, Mapping) and "access_token" not in body else body
+    if not isinstance(doc, Mapping):
+        raise RetryableError("Elastic Path token response is not an object", endpoint=EP_TOKEN)
+    value = doc.get("access_token")
+    if not isinstance(value, str) or not value.strip() or len(value) > 4096:
+        raise RetryableError("Elastic Path token response has no access_token", endpoint=EP_TOKEN)
+    candidates: list[datetime] = []
+    expires_in = doc.get("expires_in")
+    if (
+        isinstance(expires_in, int | float)
+        and not isinstance(expires_in, bool)
+        and 0 < expires_in < 10**7
+    ):
+        candidates.append(now + timedelta(seconds=float(expires_in)))
+    expires = doc.get("expires")
+    if isinstance(expires, int | float) and not isinstance(expires, bool) and expires > 0:
+        seconds = expires / 1000 if expires > 10**11 else expires
+        with contextlib.suppress(OverflowError, OSError, ValueError):
+            at = datetime.fromtimestamp(seconds, tz=UTC)
+            if at > now:
+                candidates.append(at)
+    if not candidates:
+        candidates.append(now + timedelta(seconds=DEFAULT_TOKEN_LIFETIME))
+    expires_at = min(candidates)
+    renew_at = expires_at - min(margin, (expires_at - now) / 2)
+    return Token(value.strip(), expires_at, renew_at)
+
+
+# ====================================================================== client
+
+
+class ElasticPathClient:
+    """Reads (and tags) orders of one EP store; see the module docstring for the contract.
+
+    ``base_url`` is the API host, e.g. ``https://useast.api.elasticpath.com`` (a trailing
+    ``/v2`` is tolerated and dropped); paths are ``oauth/access_token`` and ``v2/…``.
+    ``limiter`` defaults to a fresh :class:`~sync.ratelimit.LeakyBucket` with
+    :data:`ELASTICPATH_BUCKET`; pass a shared one when several clients use the same store.
+    ``rng`` drives the backoff jitter. A ``Retry-After`` longer than ``max_retry_after``
+    seconds is not waited out in-process. ``offset_cap`` is the largest ``page[offset]`` ever
+    sent (EP: 10,000).
+
+    Attributes: ``calls`` counts HTTP requests by endpoint label; ``throttled`` counts 429
+    (and 503 + Retry-After) answers; ``token_requests`` counts token requests.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        clock: Clock,
+        transport: httpx.BaseTransport | None = None,
+        limiter: Limiter | None = None,
+        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+        max_429_retries: int = 4,
+        token_margin: float = DEFAULT_TOKEN_MARGIN,
+        logger: Any = None,
+        rng: random.Random | None = None,
+        max_retry_after: float = 300.0,
+        offset_cap: int = OFFSET_CAP,
+    ) -> None:
+        if max_429_retries < 0:
+            raise ValueError("max_429_retries must be >= 0")
+        if token_margin < 0:
+            raise ValueError("token_margin must be >= 0")
+        if not client_id or not client_secret:
+            raise ValueError("client_id and client_secret are required")
+        base = base_url.strip().rstrip("/")
+        if base.endswith("/v2"):
+            base = base[:-3]
+        if not base:
+            raise ValueError("base_url is empty")
+        self._clock = clock
+        self._client_id = client_id
+        self._client_secret = client_secret
+        self._limiter: Limiter = (
+            limiter if limiter is not None else LeakyBucket.from_spec(ELASTICPATH_BUCKET, clock)
+        )
+        self._max_429_retries = max_429_retries
+        self._max_retry_after = max_retry_after
+        self._token_margin = timedelta(seconds=token_margin)
+        self._offset_cap = offset_cap
+        self._rng = rng if rng is not None else random.Random()
+        self._log = (
+            logger if logger is not None else structlog.get_logger("ordersync.elasticpath")
+        )
+        self._redactor = Redactor(client_id, client_secret, mask_user=True)
+        self._http = httpx.Client(
+            base_url=base + "/",
+            transport=transport,
+            timeout=timeout,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            follow_redirects=False,
+        )
+        self._token: Token | None = None
+        self._token_lock = threading.Lock()
+        self.calls: Counter[str] = Counter()
+        self.throttled = 0
+        self.token_requests = 0
+
+    @property
+    def limiter(self) -> Limiter:
+        return self._limiter
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the connection pool. Idempotent."""
+        self._http.close()
+
+    def __enter__(self) -> ElasticPathClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- core --------------------------------------------------------------------------------
+    def _redact(self, text: str) -> str:
+        text = self._redactor(text)
+        token = self._token
+        if token is not None and len(token.value) >= 4:
+            text = text.replace(token.value, "***")
+        return text
+
+    def _backoff(self, attempt: int) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
+        return self._rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * (2.0 ** min(attempt, 30))))
+
+    def _raise(self, outcome: Outcome, endpoint: str, cause: BaseException | None) -> None:
+        safe = Outcome(
+            outcome.kind, outcome.retry_after, self._redact(outcome.reason), outcome.status
+        )
+        try:
+            raise_for_outcome(safe, endpoint)
+        except SyncError as err:
+            raise err from cause
+
+    def _exchange(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        bearer: bool,
+        write: bool = False,
+        **kwargs: Any,
+    ) -> tuple[Exchange, Outcome]:
+        """Send one logical request: limiter, token, 401 renewal (once), 429 waits."""
+        attempt = 0
+        renewed = False
+        while True:
+            headers: dict[str, str] = {}
+            token: Token | None = None
+            if bearer:
+                token = self._ensure_token()
+                headers["Authorization"] = f"Bearer {token.value}"
+            self._limiter.acquire()
+            ex = send(self._http, self._clock, method, path, headers=headers, **kwargs)
+            self.calls[endpoint] += 1
+            if bearer and ex.status == 401 and not renewed:
+                self._log.debug(
+                    "elasticpath_call",
+                    endpoint=endpoint,
+                    status=401,
+                    duration_ms=round(ex.duration_ms, 1),
+                    outcome="renew_token",
+                    attempt=attempt,
+                )
+                assert token is not None
+                self._invalidate(token)
+                renewed = True
+                continue
+            outcome = classify_elasticpath(
+                ex.status,
+                ex.exc,
+                ex.text,
+                ex.retry_after,
+                write=write,
+                token=not bearer,
+                now=self._clock.now(),
+            )
+            self._log.debug(
+                "elasticpath_call",
+                endpoint=endpoint,
+                status=ex.status,
+                duration_ms=round(ex.duration_ms, 1),
+                outcome=outcome.kind,
+                attempt=attempt,
+            )
+            throttled = ex.status == 429 or (ex.status == 503 and outcome.retry_after is not None)
+            if outcome.kind == "retry" and throttled:
+                self.throttled += 1
+                if attempt >= self._max_429_retries:
+                    raise RetryableError(
+                        f"{NAME} still throttling after {attempt} retries: "
+                        f"{self._redact(outcome.reason)}",
+                        endpoint=endpoint,
+                        status=ex.status,
+                        retry_after=outcome.retry_after,
+                    )
+                delay = (
+                    outcome.retry_after
+                    if outcome.retry_after is not None
+                    else self._backoff(attempt)
+                )
+                if delay > self._max_retry_after:
+                    raise RetryableError(
+                        f"{NAME} asked us to wait {delay:.0f} s",
+                        endpoint=endpoint,
+                        status=ex.status,
+                        retry_after=delay,
+                    )
+                self._limiter.penalize(delay)
+                self._clock.sleep(delay)
+                attempt += 1
+                continue
+            return ex, outcome
+
+    def _call(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        write: bool = False,
+        allow_not_found: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any] | None:
+        """An authenticated call; the decoded JSON object, or None for an allowed 404."""
+        ex, outcome = self._exchange(endpoint, method, path, bearer=True, write=write, **kwargs)
+        if outcome.kind == "not_found":
+            if allow_not_found:
+                return None
+            outcome = Outcome(
+                "fatal",
+                None,
+                f"{NAME} has no {path!r} endpoint: check {BASE_URL_VAR} (the API host, e.g. "
+                "https://useast.api.elasticpath.com)",
+                outcome.status,
+            )
+        if outcome.kind != "ok":
+            self._raise(outcome, endpoint, ex.exc)
+        body: dict[str, Any] = decode_json(ex.text)
+        return body
+
+    # -- token -------------------------------------------------------------------------------
+    def _ensure_token(self) -> Token:
+        with self._token_lock:
+            token = self._token
+            if token is None or self._clock.now() >= token.renew_at:
+                token = self._token = self._fetch_token()
+            return token
+
+    def _invalidate(self, token: Token) -> None:
+        with self._token_lock:
+            if self._token is token:
+                self._token = None
+
+    def _fetch_token(self) -> Token:
+        self.token_requests += 1
+        ex, outcome = self._exchange(
+            EP_TOKEN,
+            "POST",
+            "oauth/access_token",
+            bearer=False,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": self._client_id,
+                "client_secret": self._client_secret,
+            },
+        )
+        if outcome.kind == "not_found":
+            outcome = Outcome(
+                "fatal", None, f"{NAME} has no token endpoint: check {BASE_URL_VAR}", 404
+            )
+        if outcome.kind != "ok":
+            self._raise(outcome, EP_TOKEN, ex.exc)
+        return parse_token_response(decode_json(ex.text), self._clock.now(), self._token_margin)
+
+    def access_token(self) -> str:
+        """The current bearer token, fetching or renewing it when needed."""
+        return self._ensure_token().value
+
+    # -- orders ------------------------------------------------------------------------------
+    def list_orders(
+        self,
+        *,
+        filters: Sequence[str] = (),
+        sort: str | None = "updated_at",
+        limit: int = MAX_PAGE_LIMIT,
+        offset: int = 0,
+        include_items: bool = True,
+    ) -> dict[str, Any]:
+        """One page of ``GET /v2/orders``: the whole document (``data``, ``included``,
+        ``meta``, ``links``). ``filters`` are joined with ``:`` (AND). ``limit`` is 1–100 and
+        ``offset`` 0–``offset_cap`` (ValueError otherwise). A body without a ``data`` list
+        raises RetryableError.
+        """
+        if not 1 <= limit <= MAX_PAGE_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_PAGE_LIMIT}, got {limit}")
+        if not 0 <= offset <= self._offset_cap:
+            raise ValueError(f"offset must be between 0 and {self._offset_cap}, got {offset}")
+        params: dict[str, str | int] = {"page[limit]": limit, "page[offset]": offset}
+        if filters:
+            params["filter"] = ":".join(filters)
+        if sort:
+            params["sort"] = sort
+        if include_items:
+            params["include"] = "items"
+        body = self._call(EP_ORDERS, "GET", "v2/orders", params=params)
+        assert body is not None
+        if not isinstance(body.get("data"), list):
+            raise RetryableError(
+                f"{NAME} sent an order list without a data array", endpoint=EP_ORDERS
+            )
+        return body
+
+    def iter_orders_updated(
+        self,
+        since: datetime,
+        until: datetime | None = None,
+        *,
+        page_limit: int = MAX_PAGE_LIMIT,
+    ) -> Iterator[list[dict[str, Any]]]:
+        """Bundles of orders with ``since ≤ updated_at ≤ until``, oldest update first.
+
+        Moving filter window (module docstring). Each yielded list is one page's orders not
+        yielded before in the same state (never empty). An order updated during the scan can
+        come again with its new state; the caller de-duplicates by id. Orders whose listed
+        items the page did not include get them from ``GET /v2/orders/:id/items``.
+        """
+        lower = _floor_ms(utc(since))
+        upper = utc(until) if until is not None else None
+        offset = 0
+        seen: dict[str, datetime] = {}
+        while True:
+            if offset > self._offset_cap:
+                raise FatalError(
+                    f"more than {self._offset_cap} {NAME} orders share updated_at "
+                    f"{format_timestamp(lower)}; cannot page past the offset cap",
+                    endpoint=EP_ORDERS,
+                )
+            filters = [ts_filter("ge", "updated_at", lower)]
+            if upper is not None:
+                filters.append(ts_filter("le", "updated_at", upper))
+            body = self.list_orders(filters=filters, limit=page_limit, offset=offset)
+            rows = body["data"]
+            if not rows:
+                return
+            fresh: list[dict[str, Any]] = []
+            newest: datetime | None = None
+            for bundle in split_page(body):
+                oid = bundle_order_id(bundle)
+                ts = _bundle_updated(bundle)
+                if ts is not None and (newest is None or ts > newest):
+                    newest = ts
+                if oid is not None and ts is not None:
+                    if seen.get(oid) == ts:
+                        continue
+                    seen[oid] = ts
+                fresh.append(bundle)
+            if fresh:
+                yield self._complete_items(fresh)
+            if len(rows) < page_limit:
+                return
+            moved = _floor_ms(newest) if newest is not None else lower
+            if moved > lower:
+                lower, offset = moved, 0
+                seen = {k: v for k, v in seen.items() if v >= lower}
+            else:
+                offset += len(rows)
+
+    def _complete_items(self, bundles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Fetch the items of any order whose listed items the page did not include."""
+        out = []
+        for bundle in bundles:
+            data = bundle.get("data")
+            if isinstance(data, Mapping):
+                wanted = _rel_item_ids(data)
+                included = bundle.get("included")
+                items = included.get("items", []) if isinstance(included, Mapping) else []
+                have = {i.get("id") for i in items if isinstance(i, Mapping)}
+                oid = bundle_order_id(bundle)
+                if oid and _ORDER_ID.match(oid) and any(w not in have for w in wanted):
+                    fetched = self.get_order_items(oid)
+                    if fetched is not None:
+                        bundle = {"data": data, "included": {"items": fetched}}
+            out.append(bundle)
+        return out
+
+    def get_order(self, order_id: str, *, include_items: bool = True) -> dict[str, Any] | None:
+        """``GET /v2/orders/:id`` as a bundle (``data`` + ``included``), None on 404.
+
+        ValueError for an id that is not 1–64 of ``[A-Za-z0-9_-]``.
+        """
+        oid = _order_id(order_id)
+        params = {"include": "items"} if include_items else {}
+        body = self._call(
+            EP_ORDER, "GET", f"v2/orders/{oid}", params=params, allow_not_found=True
+        )
+        if body is None:
+            return None
+        if not isinstance(body.get("data"), Mapping):
+            raise RetryableError(f"{NAME} sent an order without data", endpoint=EP_ORDER)
+        return body
+
+    def get_order_items(self, order_id: str) -> list[Any] | None:
+        """``GET /v2/orders/:id/items`` → the ``data`` array; None on 404."""
+        oid = _order_id(order_id)
+        body = self._call(
+            EP_ORDER_ITEMS, "GET", f"v2/orders/{oid}/items", allow_not_found=True
+        )
+        if body is None:
+            return None
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise RetryableError(f"{NAME} sent order items without data", endpoint=EP_ORDER_ITEMS)
+        return data
+
+    def get_orders(self, order_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """Bundles of the given orders, one call each (EP has no id-list filter); missing
+        (404) orders are absent; duplicates are asked for once. ValueError on a bad id."""
+        out: list[dict[str, Any]] = []
+        for oid in dict.fromkeys(_order_id(i) for i in order_ids):
+            bundle = self.get_order(oid)
+            if bundle is not None:
+                out.append(bundle)
+        return out
+
+    def count_orders(
+        self, *, created_from: datetime | None = None, created_to: datetime | None = None
+    ) -> int:
+        """Orders created in ``[created_from, created_to]``: ``meta.results.total`` of a
+        one-row page. RetryableError when the total is missing or not a whole number."""
+        filters = []
+        if created_from is not None:
+            filters.append(ts_filter("ge", "created_at", created_from))
+        if created_to is not None:
+            filters.append(ts_filter("le", "created_at", created_to))
+        body = self.list_orders(filters=filters, sort=None, limit=1, include_items=False)
+        meta = body.get("meta")
+        results = meta.get("results") if isinstance(meta, Mapping) else None
+        total = results.get("total") if isinstance(results, Mapping) else None
+        value = _error_status(total)
+        if value is None and isinstance(total, float) and total.is_integer():
+            value = int(total)
+        if value is None or value < 0:
+            raise RetryableError(f"{NAME} sent no usable meta.results.total", endpoint=EP_ORDERS)
+        return value
+
+    def update_external_ref(self, order_id: str, value: str) -> dict[str, Any]:
+        """``PUT /v2/orders/:id`` with ``{"data": {"type": "order", "external_ref": value}}``.
+
+        ``""`` clears it. ValueError when ``value`` is not a string or longer than 64
+        characters (checked before any call). Returns the updated order (``data``). A 400,
+        404 or 422 raises SkippableError; 401/403 FatalError; 429/5xx RetryableError.
+        """
+        oid = _order_id(order_id)
+        if not isinstance(value, str):
+            raise ValueError("external_ref must be a string")
+        if len(value) > EXTERNAL_REF_MAX:
+            raise ValueError(
+                f"external_ref is {len(value)} characters; Elastic Path allows "
+                f"{EXTERNAL_REF_MAX}"
+            )
+        body = self._call(
+            EP_ORDER,
+            "PUT",
+            f"v2/orders/{oid}",
+            write=True,
+            json={"data": {"type": "order", "external_ref": value}},
+        )
+        assert body is not None
+        data = body.get("data")
+        if not isinstance(data, dict):
+            raise RetryableError(f"{NAME} sent an update answer without data", endpoint=EP_ORDER)
+        return data
+
+
+# ====================================================================== source
+
+
+class ElasticPathSource:
+    """Elastic Path as a :class:`~sync.sources.base.Source`.
+
+    **The window is an updated_at window.** EP can filter on ``updated_at``, so
+    :meth:`new_order_pages` returns every order *changed* (created, paid, fulfilled,
+    cancelled, refunded, re-addressed…) in ``[window.start, window.end]``, oldest change
+    first — not only orders *created* then. A status change is therefore seen by the normal
+    scan and the per-id refresh is only a safety net. Raw records are bundles
+    (``{"data": order, "included": {"items": [...]}}``).
+    """
+
+    name = SOURCE
+
+    def __init__(self, client: ElasticPathClient, *, page_limit: int = MAX_PAGE_LIMIT) -> None:
+        self.client = client
+        self.page_limit = page_limit
+
+    def statuses(self) -> list[SourceStatus]:
+        """The fixed synthetic set (every documented status × payment × shipping); no call."""
+        return all_statuses()
+
+    def new_order_pages(self, window: Window) -> Iterator[list[Any]]:
+        """Pages of orders *updated* within ``window`` (see the class docstring)."""
+        yield from self.client.iter_orders_updated(
+            window.start, window.end, page_limit=self.page_limit
+        )
+
+    def fetch_by_ids(self, order_ids: Sequence[str]) -> list[Any]:
+        """Current bundles of the given orders (one call each); ids that cannot be EP ids
+        and deleted orders are absent."""
+        ids = [i for i in order_ids if isinstance(i, str) and _ORDER_ID.match(i)]
+        return list(self.client.get_orders(ids)) if ids else []
+
+    def count_created(self, window: Window) -> int:
+        """Orders *created* in the window (``meta.results.total`` of a created_at filter)."""
+        return self.client.count_orders(created_from=window.start, created_to=window.end)
+
+    def raw_id(self, raw: Any) -> str | None:
+        return bundle_order_id(raw)
+
+    def parse(self, raw: Any) -> SourceOrder:
+        return parse_elasticpath_order(raw)
+
+    def close(self) -> None:
+        self.client.close()
+

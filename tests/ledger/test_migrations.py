@@ -1,0 +1,266 @@
+"""Ledger migrations on SQLite and PostgreSQL (private schema, see ``db_url`` in conftest).
+
+The guard that matters most: after ``upgrade`` to head, Alembic's autogenerate comparison
+against the models finds nothing. A model change without a matching revision fails here.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from sync.errors import ConfigError
+from sync.ledger import schema
+from sync.ledger.models import Base, CursorRow, OrderRow
+from sync.ledger.store import Ledger, make_engine
+
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+LEDGER_TABLES = set(Base.metadata.tables)
+
+
+def model_diff(url: str) -> list[Any]:
+    """What autogenerate would put in a new revision (same options as env.py)."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(
+                conn, opts={"compare_type": True, "compare_server_default": True}
+            )
+            return list(compare_metadata(ctx, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def execute(url: str, sql: str) -> None:
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql))
+    finally:
+        engine.dispose()
+
+
+def revisions_oldest_first() -> list[str]:
+    script = ScriptDirectory.from_config(schema.alembic_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def test_head_is_computed_from_the_versions_directory() -> None:
+    revisions = revisions_oldest_first()
+    assert revisions[0] == schema.BASE_REVISION == "0001"
+    assert revisions[-1] == schema.HEAD
+    assert set(revisions) == schema.KNOWN_REVISIONS
+
+
+def test_upgrade_from_empty_matches_the_models(db_url: str) -> None:
+    assert schema.current_revision(db_url) is None
+    schema.upgrade(db_url)
+    assert schema.current_revision(db_url) == schema.HEAD
+    assert tables(db_url) >= LEDGER_TABLES
+    assert model_diff(db_url) == []
+    schema.check_schema(db_url)
+
+
+def test_upgrade_one_revision_at_a_time_from_the_first(db_url: str) -> None:
+    for revision in revisions_oldest_first():
+        schema.upgrade(db_url, revision)
+        assert schema.current_revision(db_url) == revision
+    assert model_diff(db_url) == []
+
+
+def test_upgrade_is_idempotent_and_keeps_data(db_url: str) -> None:
+    schema.create_or_upgrade(db_url)
+    ledger = Ledger(db_url)
+    try:
+        with ledger.session() as s:
+            s.add(CursorRow(store="s1", name="wm", value="42", updated_at=NOW))
+        schema.upgrade(db_url)
+        assert ledger.get_cursor("s1", "wm") == "42"
+    finally:
+        ledger.dispose()
+    assert schema.current_revision(db_url) == schema.HEAD
+
+
+def test_downgrade_to_base_then_upgrade_again(db_url: str) -> None:
+    schema.upgrade(db_url)
+    schema.downgrade(db_url, "base")
+    assert schema.current_revision(db_url) is None
+    assert not (LEDGER_TABLES & tables(db_url))
+    schema.upgrade(db_url)
+    assert schema.current_revision(db_url) == schema.HEAD
+    assert model_diff(db_url) == []
+
+
+def test_downgrade_one_revision_at_a_time(db_url: str) -> None:
+    schema.upgrade(db_url)
+    for _ in revisions_oldest_first():
+        schema.downgrade(db_url, "-1")
+    assert schema.current_revision(db_url) is None
+    assert not (LEDGER_TABLES & tables(db_url))
+
+
+def test_concurrent_migrators_do_not_race(db_url: str) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def migrate() -> None:
+        barrier.wait()
+        try:
+            schema.upgrade(db_url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert schema.current_revision(db_url) == schema.HEAD
+    assert model_diff(db_url) == []
+
+
+# -- check_schema --------------------------------------------------------------------------
+
+
+def test_check_schema_refuses_an_unmigrated_database(db_url: str) -> None:
+    with pytest.raises(ConfigError, match="has no schema yet: run `ordersync migrate`"):
+        schema.check_schema(db_url)
+
+
+def test_check_schema_refuses_a_database_from_a_newer_ordersync(db_url: str) -> None:
+    schema.upgrade(db_url)
+    execute(db_url, "UPDATE alembic_version SET version_num = 'f00dfeed9999'")
+    expected = r"migrated by a newer ordersync \(revision f00dfeed9999\); upgrade ordersync"
+    with pytest.raises(ConfigError, match=expected):
+        schema.check_schema(db_url)
+    # and `ordersync migrate` from the older build must not touch it either
+    with pytest.raises(ConfigError, match=expected):
+        schema.upgrade(db_url)
+    assert schema.current_revision(db_url) == "f00dfeed9999"
+
+
+def test_check_schema_refuses_a_database_behind_head(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema.upgrade(db_url)
+    # Pretend this build has one more revision than the database.
+    monkeypatch.setattr(schema, "HEAD", "9999")
+    monkeypatch.setattr(schema, "KNOWN_REVISIONS", schema.KNOWN_REVISIONS | {"9999"})
+    current = revisions_oldest_first()[-1]
+    with pytest.raises(
+        ConfigError,
+        match=rf"is at revision {current}, this version needs 9999: run `ordersync migrate`",
+    ):
+        schema.check_schema(db_url)
+
+
+def test_check_schema_passes_at_head(db_url: str) -> None:
+    schema.upgrade(db_url)
+    schema.check_schema(db_url)
+
+
+# -- adopting a create_all database ---------------------------------------------------------
+
+
+def test_create_all_database_is_adopted_by_upgrade(db_url: str) -> None:
+    ledger = Ledger(db_url)
+    try:
+        ledger.create_schema()
+        with ledger.session() as s:
+            s.add(OrderRow(store="s1", ref="r1", source_order_id="1", first_seen_at=NOW,
+                           last_checked_at=NOW, changed_at=NOW, state="pending"))
+        with pytest.raises(ConfigError, match="created without migrations: run `ordersync"):
+            schema.check_schema(db_url)
+
+        schema.upgrade(db_url)
+
+        assert schema.current_revision(db_url) == schema.HEAD
+        schema.check_schema(db_url)
+        assert model_diff(db_url) == []
+        order = ledger.get_order("s1", "r1")
+        assert order is not None and order.first_seen_at == NOW
+    finally:
+        ledger.dispose()
+
+
+def test_partial_create_all_database_is_not_adopted(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        Base.metadata.create_all(
+            engine, tables=[Base.metadata.tables["ledger_orders"], CursorRow.__table__]
+        )
+    finally:
+        engine.dispose()
+    with pytest.raises(ConfigError, match="table ledger_events is missing") as caught:
+        schema.upgrade(db_url)
+    assert "cannot be adopted" in str(caught.value)
+    assert schema.current_revision(db_url) is None
+
+
+def test_mismatched_columns_are_not_adopted(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        Base.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+    execute(db_url, "ALTER TABLE ledger_log ADD COLUMN extra INTEGER")
+    with pytest.raises(ConfigError, match="ledger_log has unexpected extra"):
+        schema.upgrade(db_url)
+    assert schema.current_revision(db_url) is None
+
+
+def test_other_applications_tables_are_left_alone(db_url: str) -> None:
+    execute(db_url, "CREATE TABLE someone_else (id INTEGER PRIMARY KEY)")
+    schema.upgrade(db_url)
+    assert "someone_else" in tables(db_url)
+    schema.downgrade(db_url, "base")
+    assert tables(db_url) & (LEDGER_TABLES | {"someone_else"}) == {"someone_else"}
+
+
+# -- messages never show a password ---------------------------------------------------------
+
+
+def test_redact_url_hides_passwords() -> None:
+    url = "postgresql+psycopg://ordersync:secret@db:5432/ordersync?sslpassword=hush&sslmode=require"
+    shown = schema.redact_url(url)
+    assert "secret" not in shown and "hush" not in shown
+    assert shown.startswith("postgresql+psycopg://ordersync:***@db:5432/ordersync?")
+    assert "sslmode=require" in shown
+    assert schema.redact_url("not a url :secret@") == "<unparseable database URL>"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_check_schema_message_has_no_password(db_url: str) -> None:
+    # Trust auth ignores the password, so the real server answers and the message is real.
+    url = db_url.replace("://postgres@", "://postgres:secret@", 1)
+    assert ":secret@" in url
+    with pytest.raises(ConfigError) as caught:
+        schema.check_schema(url)
+    message = str(caught.value)
+    assert "no schema yet" in message
+    assert "secret" not in message and "postgres:***@" in message
+
+
+def test_alembic_config_survives_percent_signs_in_the_url() -> None:
+    cfg = schema.alembic_config("postgresql+psycopg://u:p%40ss@h/db?options=-csearch_path%3Dx")
+    assert cfg.get_main_option("sqlalchemy.url") == (
+        "postgresql+psycopg://u:p%40ss@h/db?options=-csearch_path%3Dx"
+    )
