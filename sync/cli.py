@@ -406,6 +406,32 @@ def check() -> None:
         raise typer.Exit(1)
 
 
+@app.command("config-docs")
+def config_docs(
+    check_only: Annotated[
+        bool, typer.Option("--check", help="Exit 1 if the files are out of date.")
+    ] = False,
+) -> None:
+    """Regenerate docs/configuration.md and .env.example from the Settings model."""
+    from sync.docsgen import render_configuration_md, render_env_example, write_all
+
+    root = Path.cwd()
+    if check_only:
+        stale = [
+            str(p) for p, text in (
+                (root / "docs" / "configuration.md", render_configuration_md()),
+                (root / ".env.example", render_env_example()),
+            )
+            if not p.exists() or p.read_text(encoding="utf-8") != text
+        ]
+        if stale:
+            raise _fail("out of date: " + ", ".join(stale), 1)
+        out.print("configuration docs are up to date")
+        return
+    for path in write_all(root):
+        out.print(f"wrote {path}")
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Worker processes.")] = 2,
