@@ -406,6 +406,67 @@ def check() -> None:
         raise typer.Exit(1)
 
 
+@dlq_app.command("list")
+def dlq_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
+) -> None:
+    """Orders and events that could not be delivered, and orders that cannot be mapped."""
+    from sync.ledger.store import Ledger
+
+    settings = _settings()
+    ledger = Ledger(settings.database_url)
+    try:
+        rows = ledger.dead_letters(settings.store, limit)
+    finally:
+        ledger.dispose()
+    if as_json:
+        typer.echo(json.dumps([
+            {"order": d.order_id, "reference": d.order_reference, "ref": d.ref, "kind": d.kind,
+             "reason": d.reason, "attempts": d.attempts, "last_seen": d.last_seen.isoformat()}
+            for d in rows
+        ], indent=2))
+        return
+    if not rows:
+        out.print("no dead letters")
+        return
+    t = Table(title=f"dead letters — store {settings.store} ({len(rows)})")
+    for col in ("order", "reference", "kind", "reason", "attempts", "last seen"):
+        t.add_column(col, overflow="fold")
+    for d in rows:
+        t.add_row(d.order_id, d.order_reference or "", d.kind, d.reason[:300], str(d.attempts),
+                  d.last_seen.isoformat(timespec="seconds"))
+    out.print(t)
+    out.print("replay with: ordersync dlq replay ORDER_ID… (or --all)")
+
+
+@dlq_app.command("replay")
+def dlq_replay(
+    order_ids: Annotated[
+        list[str] | None, typer.Argument(help="Order ids, references or api_reference_ids.")
+    ] = None,
+    replay_all: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+) -> None:
+    """Send dead letters through the normal path again (pending, attempts reset)."""
+    if not order_ids and not replay_all:
+        raise _fail("name the orders to replay, or use --all", 2)
+    settings = _settings()
+    rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
+    try:
+        refs = rt.ledger.replay(settings.store, None if replay_all else order_ids,
+                                rt.clock.now())
+        if not refs:
+            raise _fail("nothing to replay", 1)
+        with _friendly():
+            rt.dispatcher.dispatch(settings.store, refs)
+        counts = rt.ledger.counts(settings.store)
+    finally:
+        rt.close()
+    mode = "pushed now" if settings.embedded else "queued for the workers"
+    out.print(f"replayed {len(refs)} order(s), {mode}; ledger: "
+              + ", ".join(f"{k} {v}" for k, v in counts.orders.items()))
+
+
 @app.command("config-docs")
 def config_docs(
     check_only: Annotated[

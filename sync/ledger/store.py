@@ -56,6 +56,19 @@ def make_engine(url: str) -> Engine:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One row of ``ordersync dlq list``."""
+
+    ref: str
+    order_id: str
+    order_reference: str | None
+    kind: str  # order | event <type> | unmappable
+    reason: str
+    attempts: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Counts:
     orders: dict[str, int]
     events: dict[str, int]
@@ -252,6 +265,87 @@ class Ledger:
                     .limit(limit)
                 )
             )
+
+    # -- dead letters -------------------------------------------------------------------
+    def dead_letters(self, store: str, limit: int = 500) -> list[DeadLetter]:
+        """Everything that needs a human: dead orders, dead events and unmappable orders,
+        most recent first."""
+        out: list[DeadLetter] = []
+        with self.session() as s:
+            rows = s.scalars(
+                select(OrderRow)
+                .where(
+                    OrderRow.store == store,
+                    OrderRow.state.in_([OrderState.DEAD, OrderState.SKIPPED]),
+                )
+                .order_by(OrderRow.changed_at.desc())
+                .limit(limit)
+            )
+            for r in rows:
+                out.append(DeadLetter(
+                    ref=r.ref, order_id=r.source_order_id, order_reference=r.order_reference,
+                    kind="order" if r.state == OrderState.DEAD else "unmappable",
+                    reason=r.last_error or "", attempts=r.attempts, last_seen=r.last_checked_at,
+                ))
+            events = s.execute(
+                select(EventRow, OrderRow.source_order_id, OrderRow.order_reference)
+                .join(OrderRow, and_(OrderRow.store == EventRow.store,
+                                     OrderRow.ref == EventRow.order_ref))
+                .where(EventRow.store == store, EventRow.state == EventState.DEAD)
+                .order_by(EventRow.id.desc())
+                .limit(limit)
+            )
+            for ev, oid, oref in events:
+                out.append(DeadLetter(
+                    ref=ev.order_ref, order_id=oid, order_reference=oref,
+                    kind=f"event {ev.event_type}", reason=ev.last_error or "",
+                    attempts=ev.attempts, last_seen=ev.sent_at or ev.created_at,
+                ))
+        out.sort(key=lambda d: d.last_seen, reverse=True)
+        return out[:limit]
+
+    def replay(self, store: str, keys: Sequence[str] | None, now: datetime) -> list[str]:
+        """Put dead orders and dead events back on the normal path (pending, due now, attempts
+        reset); unmappable orders are queued for a re-read from the shop. ``keys`` are order
+        ids, references or api_reference_ids; ``None`` replays everything. Returns the refs
+        that were revived."""
+        revived: list[str] = []
+        with self.session() as s:
+            q = select(OrderRow).where(OrderRow.store == store)
+            if keys is not None:
+                ks = [str(k) for k in keys]
+                q = q.where(or_(OrderRow.ref.in_(ks), OrderRow.source_order_id.in_(ks),
+                                OrderRow.order_reference.in_(ks)))
+            dead_event_refs = set(s.scalars(
+                select(EventRow.order_ref).where(
+                    EventRow.store == store, EventRow.state == EventState.DEAD
+                )
+            ))
+            for row in s.scalars(q):
+                if row.state == OrderState.SKIPPED:
+                    row.last_checked_at = datetime(1970, 1, 1, tzinfo=now.tzinfo)
+                    self.log(s, store, row.ref, now, "replay", "re-read from the shop")
+                    revived.append(row.ref)
+                    continue
+                if row.state != OrderState.DEAD and row.ref not in dead_event_refs:
+                    continue
+                s.execute(
+                    update(EventRow)
+                    .where(EventRow.store == store, EventRow.order_ref == row.ref,
+                           EventRow.state == EventState.DEAD)
+                    .values(state=EventState.PENDING, attempts=0, last_error=None)
+                    .execution_options(synchronize_session=False)
+                )
+                row.state = OrderState.PENDING
+                row.attempts = 0
+                row.last_error = None
+                row.next_attempt_at = None
+                row.lease_owner = None
+                row.lease_until = None
+                row.version = row.version + 1
+                self.log(s, store, row.ref, now, "replay", "back on the normal path")
+                revived.append(row.ref)
+        return revived
 
     # -- push protocol ------------------------------------------------------------------
     def claim(

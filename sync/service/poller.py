@@ -23,7 +23,7 @@ from typing import Any
 
 from sync.clock import Clock
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
-from sync.errors import RetryableError
+from sync.errors import RetryableError, SkippableError
 from sync.ledger.store import LAST_PASS_ERROR, LAST_PASS_OK, WATERMARK, Ledger
 from sync.service.dispatch import Dispatcher
 from sync.service.ingest import Ingestor, IngestResult
@@ -124,7 +124,7 @@ class Poller:
         self._budget_at = mono
         try:
             info = self.budget_probe()
-        except RetryableError as exc:
+        except (RetryableError, SkippableError) as exc:
             self.log.warning("budget.unknown", store=self.store, error=str(exc)[:300])
             return
         self.log.info(
