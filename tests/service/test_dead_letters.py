@@ -36,7 +36,7 @@ def rejected(db_url: str):  # type: ignore[no-untyped-def]
 
 
 def test_rejected_orders_are_dead_lettered_with_the_response_text(rejected) -> None:  # type: ignore[no-untyped-def]
-    sb, rt, _ = rejected
+    _sb, rt, _ = rejected
     letters = rt.ledger.dead_letters(rt.settings.store)
     assert len(letters) == 6
     assert all(d.kind == "order" and d.reason and d.attempts == 1 for d in letters)
@@ -61,7 +61,9 @@ def test_replay_sends_dead_letters_through_the_normal_path(rejected) -> None:  #
 def test_dlq_commands(tmp_path: Path) -> None:
     sb = Sandbox(seed=9)
     now = sb.clock.now()
-    sb.shopwired.generate_orders(3, created_between=(now - timedelta(days=1), now - timedelta(minutes=5)))
+    sb.shopwired.generate_orders(
+        3, created_between=(now - timedelta(days=1), now - timedelta(minutes=5))
+    )
     db = f"sqlite:///{tmp_path / 'l.db'}"
     with sb:
         settings = make_settings(db, SHOPWIRED_BASE_URL=sb.shopwired_url,
