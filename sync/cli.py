@@ -592,7 +592,7 @@ def sandbox(
 
 @app.command()
 def demo(
-    orders: Annotated[int, typer.Option(help="Orders the sandbox shop holds.")] = 400,
+    orders: Annotated[int, typer.Option(help="Orders the sandbox shop holds.")] = 800,
     passes: Annotated[int, typer.Option(help="Passes to run after the first import.")] = 3,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 7,
 ) -> None:

@@ -79,7 +79,6 @@ def demo_settings(sb: Sandbox, data_dir: Path, **overrides: object) -> Settings:
         "REDIS_URL": None,
         # The sandbox indexes a new order at once: no need to wait 30 s for it to settle.
         "ORDERSYNC_SETTLE_DELAY": "1s",
-        "ORDERSYNC_STORE": "demo",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -122,7 +121,7 @@ def _pass_row(t: Table, label: str, rep: PassReport, sw: int, wp: int, events: i
 
 def run_demo(
     *,
-    orders: int = 400,
+    orders: int = 800,
     passes: int = 3,
     seed: int = 7,
     console: Console | None = None,
@@ -187,6 +186,7 @@ def demo(
         _summary(figures, console, settings, sb)
     console.print(f"JSON logs of the run (one line per order action): {log_path}",
                   highlight=False)
+    configure("auto", "warning")
     log_file.close()
     return figures
 
@@ -365,8 +365,8 @@ def _summary(figures: DemoFigures, console: Console, settings: Settings, sb: San
         mark = "[green]✓[/]" if passed else "[red]✗[/]"
         console.print(f"{mark} {name} [dim]({detail})[/]", highlight=False)
     console.print(
-        f"\nInspect it: [bold]DATABASE_URL={settings.database_url} ordersync status[/] "
-        f"(store [bold]{settings.store}[/]: add ORDERSYNC_STORE=demo)",
+        f"\nInspect it: [bold]DATABASE_URL={settings.database_url} .venv/bin/ordersync "
+        "status[/] (or `dlq list`, `show ORDER_ID`)",
         highlight=False,
     )
     if not figures.ok:
