@@ -19,7 +19,7 @@ from sync.domain.status_map import StatusMap, StatusMapError
 from sync.errors import ConfigError
 from sync.ledger.store import Ledger
 from sync.logs import get_logger
-from sync.ratelimit import HourlyBudget, LeakyBucket
+from sync.ratelimit import HourlyBudget, LeakyBucket, Limiter
 from sync.service.dispatch import Dispatcher, InlineDispatcher
 from sync.service.ingest import Ingestor
 from sync.service.poller import Poller, PollPolicy
@@ -43,6 +43,25 @@ def load_status_map(settings: Settings) -> StatusMap:
         return StatusMap.from_toml(*texts)
     except StatusMapError as exc:
         raise ConfigError(f"ORDERSYNC_STATUS_MAP: {exc}") from None
+
+
+def _limiters(settings: Settings, clock: Clock) -> tuple[Limiter, Limiter]:
+    """In-process budgets in embedded mode; Redis-shared ones when workers run (one budget
+    per API and credential, whatever the number of processes)."""
+    if settings.redis_url is None:
+        return (
+            LeakyBucket(settings.shopwired_bucket_size, settings.shopwired_rate, clock),
+            HourlyBudget(settings.wiredplus_hourly_limit, clock),
+        )
+    from sync.ratelimit_shared import shopwired_limiter, wiredplus_limiter
+
+    return (
+        shopwired_limiter(settings.redis_url, settings.shopwired_base_url,
+                          settings.shopwired_api_key or "", settings.shopwired_rate, clock),
+        wiredplus_limiter(settings.redis_url, settings.wiredplus_base_url,
+                          settings.wiredplus_api_user or "", settings.wiredplus_hourly_limit,
+                          clock),
+    )
 
 
 def mapping_context(settings: Settings) -> MappingContext:
@@ -88,13 +107,14 @@ def build_runtime(
     ledger = Ledger(settings.database_url)
     if create_schema:
         ledger.create_schema()
+    sw_limiter, wp_limiter = _limiters(settings, clock)
     shopwired = ShopWiredClient(
         settings.shopwired_base_url,
         settings.shopwired_api_key,
         settings.shopwired_api_secret.get_secret_value(),
         clock=clock,
         transport=shopwired_transport,
-        limiter=LeakyBucket(settings.shopwired_bucket_size, settings.shopwired_rate, clock),
+        limiter=sw_limiter,
     )
     wiredplus = WiredPlusClient(
         settings.wiredplus_base_url,
@@ -102,7 +122,7 @@ def build_runtime(
         settings.wiredplus_api_key.get_secret_value(),
         clock=clock,
         transport=wiredplus_transport,
-        limiter=HourlyBudget(settings.wiredplus_hourly_limit, clock),
+        limiter=wp_limiter,
     )
     source = ShopWiredSource(shopwired)
     pusher = Pusher(
