@@ -104,9 +104,14 @@ class _Stopper:
 def run() -> None:
     """Poll forever. With REDIS_URL set it enqueues pushes for workers, else pushes in-process."""
     settings = _settings()
+    from sync.service.poller import PassInterrupted
+
     rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
     stopper = _Stopper()
     stopper.install()
+    rt.poller.stop_requested = stopper.event.is_set
+    if hasattr(rt.dispatcher, "should_stop"):
+        rt.dispatcher.should_stop = stopper.event.is_set
     rt.log.info(
         "daemon.start",
         store=settings.store,
@@ -117,6 +122,8 @@ def run() -> None:
         while not stopper.event.is_set():
             try:
                 rt.poller.run_pass()
+            except PassInterrupted:
+                break
             except FatalError as exc:
                 rt.log.critical("daemon.fatal", error=str(exc))
                 raise _fail(str(exc)) from None

@@ -161,3 +161,32 @@ def test_poller_and_real_celery_workers_on_redis_deliver_every_order_once(
             worker.kill()
             raise
     assert code == 0, (tmp_path / "worker.log").read_text()[-3000:]
+
+
+def test_sigterm_stops_the_daemon_mid_pass_cleanly_and_loses_nothing(tmp_path: Path) -> None:
+    sb = Sandbox(seed=21, shopwired_rate_limit=False, hourly_limit=1_000_000)
+    now = sb.clock.now()
+    sb.shopwired.generate_orders(1500, created_between=(now - timedelta(days=20),
+                                                        now - timedelta(minutes=5)))
+    with sb:
+        env = _env_for(sb, f"sqlite:///{tmp_path / 'l.db'}", ORDERSYNC_SHOPWIRED_RATE="50",
+                       ORDERSYNC_WIREDPLUS_HOURLY_LIMIT="1000000")
+        proc = subprocess.Popen([str(BIN), "run"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=(tmp_path / "run.log").open("w"))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(sb.wiredplus.orders) < 50:
+            time.sleep(0.05)
+        assert 0 < len(sb.wiredplus.orders) < 1500, "the pass should be under way"
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=20)
+        took = time.monotonic() - sent
+        log = (tmp_path / "run.log").read_text()
+        assert code == 0, log[-2000:]
+        assert took < 10
+        assert "daemon.stop" in log and "Traceback" not in log
+        # The next run finishes the job: every order once, none lost.
+        res = _run(["poll", "--once"], env)
+        assert res.returncode == 0, res.stderr[-2000:]
+        assert len(sb.wiredplus.orders) == 1500
+        assert all(n == 1 for n in sb.wiredplus.order_creations.values())

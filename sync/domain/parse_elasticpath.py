@@ -324,7 +324,7 @@ def _totals(prices: Mapping[str, Any], money: _Money) -> Totals:
         tax = with_tax - without_tax if without_tax is not None else ZERO
     if without_tax is None:
         without_tax = with_tax - tax
-    if tax < 0 or without_tax < 0:
+    if tax < 0 or without_tax < 0 or tax > with_tax:
         raise SkippableError(f"{w}: tax larger than the total (with_tax {with_tax}, tax {tax})")
     shipping = money.read(prices.get("shipping"), f"{w}.shipping") or ZERO
     discount = abs(

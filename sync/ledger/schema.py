@@ -37,6 +37,7 @@ the models and the migrations agree.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import cache
@@ -82,6 +83,10 @@ PG_LOCK_KEY = 0x6F7264_6D6967  # "ord" "mig": any fixed bigint, shared by every 
 locks: two deployments sharing one database simply take turns)."""
 
 VERSION_TABLE = "alembic_version"
+
+# Alembic's ``context``/``op`` are process-global proxies: two commands running at once in one
+# process (threads, even on different databases) would execute on each other's connections.
+_IN_PROCESS = threading.RLock()
 _MIGRATE = "run `ordersync migrate`"
 
 
@@ -247,7 +252,7 @@ def _base_revision_tables() -> dict[str, frozenset[str]]:
     """
     engine = create_engine("sqlite://", poolclass=StaticPool)
     try:
-        with engine.connect() as conn:
+        with _IN_PROCESS, engine.connect() as conn:
             command.upgrade(alembic_config(connection=conn), BASE_REVISION)
             conn.commit()
             insp = inspect(conn)
@@ -308,13 +313,14 @@ def _newer_error(url: str, revision: str) -> ConfigError:
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply migrations to the ledger at ``url`` up to ``revision`` (default: :data:`HEAD`).
 
-    Idempotent; concurrent callers on PostgreSQL are serialised by the advisory lock. A
+    Idempotent and safe to run concurrently: other processes wait on the database lock
+    (module doc), other threads of this process on an in-process lock. A
     ``create_all``-made database is adopted first (module doc). Raises ConfigError if the
     database is at a revision this build does not know, cannot be adopted, or Alembic
     rejects ``revision``. A failing run leaves the database as it was (one transaction on
     SQLite and, Alembic's default, one transaction for all pending revisions on PostgreSQL).
     """
-    with _migrating(url) as conn:
+    with _IN_PROCESS, _migrating(url) as conn:
         heads = _heads(conn)
         if unknown := sorted(set(heads) - KNOWN_REVISIONS):
             raise _newer_error(url, ", ".join(unknown))
@@ -333,7 +339,7 @@ def downgrade(url: str, revision: str) -> None:
     An operator/test tool, never run automatically: data in dropped tables or columns is lost.
     Same locking as :func:`upgrade`; ConfigError if Alembic rejects ``revision``.
     """
-    with _migrating(url) as conn:
+    with _IN_PROCESS, _migrating(url) as conn:
         if unknown := sorted(set(_heads(conn)) - KNOWN_REVISIONS):
             raise _newer_error(url, ", ".join(unknown))
         _hand_over(conn)

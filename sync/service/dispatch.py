@@ -28,9 +28,14 @@ class InlineDispatcher:
     events_sent: int = 0
     order_calls: int = 0
     on_result: Callable[[str], None] | None = None
+    should_stop: Callable[[], bool] = lambda: False  # SIGTERM: leave the rest pending
 
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
+        """Push each order now. When ``should_stop`` turns true the rest stay pending in the
+        ledger, where the next pass (or run) finds them."""
         for ref in dict.fromkeys(refs):
+            if self.should_stop():
+                return
             result = self.pusher.push(store, ref)
             self.outcomes[result.outcome] += 1
             self.events_sent += result.events_sent

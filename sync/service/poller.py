@@ -30,6 +30,10 @@ from sync.service.ingest import Ingestor, IngestResult
 from sync.sources.base import Source
 
 IDS_PER_CALL = 50
+
+
+class PassInterrupted(Exception):
+    """A pass stopped early on request (SIGTERM); everything committed so far is safe."""
 STATUS_TTL = timedelta(hours=1)
 
 
@@ -70,6 +74,7 @@ class Poller:
         start_at: Callable[[datetime], datetime],
         log: Any,
         budget_probe: Callable[[], object] | None = None,
+        stop_requested: Callable[[], bool] | None = None,
     ) -> None:
         self.ledger = ledger
         self.source = source
@@ -81,6 +86,7 @@ class Poller:
         self.log = log
         self.store = ingestor.store
         self.budget_probe = budget_probe
+        self.stop_requested = stop_requested or (lambda: False)
         self._budget_at: float | None = None
         self._statuses_at: float | None = None
         self._warned_statuses: set[str] = set()
@@ -150,6 +156,9 @@ class Poller:
             self._scan_new(report, now)
             self._refresh_open(report)
             self._dispatch_due(report)
+        except PassInterrupted:
+            self.log.info("pass.interrupted", store=self.store, reason="stop requested")
+            raise
         except Exception as exc:
             with self.ledger.session() as s:
                 self.ledger.set_cursor(
@@ -194,6 +203,10 @@ class Poller:
             result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True)
             report.new.add(result)
             self.dispatcher.dispatch(self.store, result.to_push)
+            if self.stop_requested():
+                # Committed pages stay committed; the watermark stays put, so the next run
+                # reads the window again (duplicates are absorbed by the ledger).
+                raise PassInterrupted("stop requested during the new-order scan")
         # Every page of the window is committed: only now may the watermark move.
         new_mark = advance_watermark(watermark, report.new.created, window)
         with self.ledger.session() as s:
@@ -213,6 +226,8 @@ class Poller:
         # Orders just read by the new-order scan are fresh already.
         candidates = [c for c in candidates if c[1] not in report.new.seen_ids]
         for i in range(0, len(candidates), IDS_PER_CALL):
+            if self.stop_requested():
+                return
             chunk = candidates[i : i + IDS_PER_CALL]
             raws = self.source.fetch_by_ids([oid for _, oid in chunk])
             report.refresh_calls += 1

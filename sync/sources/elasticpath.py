@@ -10,20 +10,23 @@ Contract of every public client method:
   ``grant_type=client_credentials&client_id=…&client_secret=…``); both documented response
   shapes are read (fields at the top level, or wrapped in ``data``). Every other call sends
   ``Authorization: Bearer <token>``. The token is renewed ``token_margin`` seconds (default
-  300) before it expires (``expires_in``, else the epoch ``expires``, else one hour), and once
-  more when a call answers 401; a second 401 in a row is a FatalError naming
-  ``ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET``. A rejected token request (400, 401,
-  403, 422) is fatal too.
+  300; at most half the token's life) before it expires (the earlier of ``expires_in`` and
+  the epoch ``expires``, else one hour), and once more when a call answers 401; a second
+  401 in a row is a FatalError naming ``ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET``.
+  A rejected token request (400, 401, 403, 422) is fatal too.
 * **rate** — each request first waits on the limiter (:data:`ELASTICPATH_BUCKET` by default:
   never more than 25 requests in any second, EP's development-store limit). A 429 (or a 503
   carrying ``Retry-After``) is waited out — ``Retry-After`` when sent (EP documents no such
   header), else exponential backoff with full jitter from 1 s capped at 30 s — and the same
   request is sent again, at most ``max_429_retries`` times; then
   :class:`~sync.errors.RetryableError` carrying ``retry_after``.
-* **outcomes** — every response goes through :func:`classify_elasticpath` (the EP column of
-  the table in :mod:`sync.outcomes`; kept here until ``outcomes.Api`` learns
-  ``"elasticpath"``). JSON:API error bodies (``{"errors": [{status, title, detail, …}]}``,
-  also a single object, ``status`` as int or string) become the message.
+* **outcomes** — every response goes through :func:`classify_elasticpath`, whose
+  :data:`EP_STATUS_RULES` (read column / write column) is the Elastic Path column proposed
+  for the table in :mod:`sync.outcomes`; it lives here until ``outcomes.Api`` learns
+  ``"elasticpath"``. Reads: 400/403/405/415/422/other 4xx and 3xx fatal, 404 not found,
+  408/409/425/429/5xx retry. Writes (PUT): 400/404/422/other 4xx skip. JSON:API error
+  bodies (``{"errors": [{status, title, detail, …}]}``, also a single object, ``status``
+  as int or string) become the message.
 * a 2xx body that is not the JSON object expected (e.g. a truncated page) raises
   RetryableError. Messages never contain the client secret, the client id or a token.
 

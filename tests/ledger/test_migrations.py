@@ -6,8 +6,11 @@ against the models finds nothing. A model change without a matching revision fai
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -115,25 +118,57 @@ def test_downgrade_one_revision_at_a_time(db_url: str) -> None:
     assert not (LEDGER_TABLES & tables(db_url))
 
 
-def test_concurrent_migrators_do_not_race(db_url: str) -> None:
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
+MIGRATOR = """
+import sys, time
+from pathlib import Path
+from sync.ledger.schema import upgrade
+url, rendezvous, n = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
+(rendezvous / sys.argv[4]).touch()
+while len(list(rendezvous.iterdir())) < n:  # everyone imported: go at once
+    time.sleep(0.005)
+upgrade(url)
+"""
 
-    def migrate() -> None:
+
+def test_concurrent_migrators_do_not_race(db_url: str, tmp_path: Path) -> None:
+    """Four `ordersync migrate` containers starting at once: one migrates, three wait."""
+    rendezvous = tmp_path / "rendezvous"
+    rendezvous.mkdir()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", MIGRATOR, db_url, str(rendezvous), "4", str(i)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(4)
+    ]
+    outputs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outputs
+    assert schema.current_revision(db_url) == schema.HEAD
+    assert model_diff(db_url) == []
+
+
+def test_threads_migrating_different_databases(tmp_path: Path) -> None:
+    """Alembic's proxies are process-global; the in-process lock keeps threads apart."""
+    urls = [f"sqlite:///{tmp_path / f'ledger{i}.db'}" for i in range(4)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(urls))
+
+    def migrate(url: str) -> None:
         barrier.wait()
         try:
-            schema.upgrade(db_url)
+            schema.upgrade(url)
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=migrate) for _ in range(4)]
+    threads = [threading.Thread(target=migrate, args=(u,)) for u in urls]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=60)
     assert errors == []
-    assert schema.current_revision(db_url) == schema.HEAD
-    assert model_diff(db_url) == []
+    assert [schema.current_revision(u) for u in urls] == [schema.HEAD] * len(urls)
 
 
 # -- check_schema --------------------------------------------------------------------------

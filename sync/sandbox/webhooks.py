@@ -1,0 +1,578 @@
+"""ShopWired's side of webhooks for the sandbox: signed POSTs for changes made to a simulator.
+
+Contract
+--------
+:class:`WebhookEmitter` observes a :class:`~sync.sandbox.shopwired.ShopWiredSimulator`
+without editing or subclassing it: :meth:`~WebhookEmitter.attach` shadows the simulator's
+mutators with instance attributes that call the original and then queue an event;
+:meth:`~WebhookEmitter.detach` removes them again. Every change made through the mutators --
+directly, through ``generate_orders``/``add_invalid_order`` (which call ``add_order``), or over
+HTTP (``POST /v1/orders/{id}/status``, ``DELETE /v1/orders/{id}``) -- becomes one event:
+
+* ``add_order`` of a new id → ``order.finalized`` with ``data = {"object": <order>}``;
+  of an existing id, and ``archive`` → ``order.updated`` with ``{"object": <order>}``;
+* ``set_status`` → ``order.status_changed`` with ``{"newStatus": {id, name, type,
+  sortOrder}}``;
+* ``add_refund`` → ``order.refund.created`` with ``{id, orderId, createdAt, amount,
+  description}``, ``subjectType`` ``order_refund`` and ``subjectId`` = the **refund** id;
+* ``delete_order`` (only when something was deleted) → ``order.deleted`` with
+  ``{"object": <the order as it was>}``.
+
+Shapes follow reference ``shopwired-api.md`` §4. Each POST carries the documented envelope
+``{"timestamp": <send time>, "event": {"id", "businessId", "createdAt", "topic", "subjectId",
+"subjectType", "data"}}`` as compact JSON, with dates in RFC-2822 (``Tue, 23 Oct 2018
+12:08:23 +0000``) from the injected clock, and the header ``X-ShopWired-Signature`` =
+lowercase hex HMAC-SHA256 of the exact body bytes keyed with ``secret``. Event ids are
+integers, increasing per emitter, starting at ``first_event_id`` (default: the clock's UNIX
+milliseconds, so two emitters on one database rarely collide).
+
+Delivery: with ``auto=True`` a background thread posts events in the order they were made;
+with ``auto=False`` they wait in ``pending`` until :meth:`~WebhookEmitter.flush` posts them from
+the calling thread. :class:`DeliveryFaults` (changeable at any time) duplicates, reorders
+(each batch taken from the queue is shuffled -- use ``auto=False`` to control batches), delays
+(real seconds before each POST), backdates ``createdAt``, or signs with a wrong key. Nothing is
+retried: a non-200 answer is only recorded. ``sent`` lists every POST with its outcome.
+
+:func:`serve_asgi` runs an ASGI application (the receiver) under uvicorn on a free loopback
+port in a background thread, for tests and demos.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import itertools
+import random
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Literal
+
+import httpx
+
+from sync.clock import Clock
+from sync.sandbox._common import dumps
+from sync.sandbox.generator import rfc2822
+from sync.sandbox.shopwired import ShopWiredSimulator
+
+ORDER_FINALIZED = "order.finalized"
+ORDER_UPDATED = "order.updated"
+ORDER_STATUS_CHANGED = "order.status_changed"
+ORDER_REFUND_CREATED = "order.refund.created"
+ORDER_DELETED = "order.deleted"
+
+MUTATORS = ("add_order", "archive", "set_status", "add_refund", "delete_order")
+"""The simulator methods :meth:`WebhookEmitter.attach` observes."""
+
+Signature = Literal["good", "bad"] | str | None
+
+
+def shopwired_signature(secret: str, body: bytes) -> str:
+    """Lowercase hex HMAC-SHA256 of ``body`` keyed with ``secret`` (ShopWired's header)."""
+    return hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+@dataclass
+class DeliveryFaults:
+    """How the emitter misbehaves. Probabilities are 0..1, drawn from a ``seed``-ed RNG."""
+
+    duplicate: float = 0.0
+    """Chance an event is POSTed twice in a row (same body, same signature)."""
+    reorder: bool = False
+    """Shuffle each batch of queued events before sending it."""
+    delay: float = 0.0
+    """Real seconds to wait before each POST (cut short by ``detach``)."""
+    bad_signature: float = 0.0
+    """Chance an event is signed with a wrong key."""
+    backdate: timedelta = timedelta(0)
+    """Subtracted from ``createdAt`` of new events (replay-window tests)."""
+    seed: int = 0
+    rng: random.Random = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.seed)
+
+    def roll(self, probability: float) -> bool:
+        """True with ``probability`` (0 never draws, so it does not shift the sequence)."""
+        return probability > 0 and self.rng.random() < probability
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """One queued event: the ``event`` object of the envelope, plus handy copies of its keys."""
+
+    event_id: int
+    topic: str
+    order_id: int | None
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SentDelivery:
+    """One POST the emitter made and what came back.
+
+    ``status`` is ``None`` when no HTTP answer arrived (``error`` says why); ``elapsed`` is
+    wall-clock seconds for the POST; ``event`` is ``None`` for :meth:`WebhookEmitter.send_raw`.
+    """
+
+    event: WebhookEvent | None
+    body: bytes
+    signature_ok: bool
+    duplicate: bool
+    status: int | None
+    elapsed: float
+    response: bytes = b""
+    error: str | None = None
+
+    @property
+    def topic(self) -> str | None:
+        return self.event.topic if self.event else None
+
+    @property
+    def order_id(self) -> int | None:
+        return self.event.order_id if self.event else None
+
+
+class WebhookEmitter:
+    """Turn simulator changes into signed webhook POSTs to ``url`` (see the module docstring).
+
+    Use as a context manager (``with WebhookEmitter(...) as em:``) or call :meth:`attach` /
+    :meth:`detach`. Thread-safe: mutators may be called from any thread.
+    """
+
+    def __init__(
+        self,
+        sim: ShopWiredSimulator,
+        url: str,
+        secret: str,
+        clock: Clock,
+        *,
+        faults: DeliveryFaults | None = None,
+        auto: bool = True,
+        timeout: float = 10.0,
+        business_id: int = 1,
+        first_event_id: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.sim = sim
+        self.url = url
+        self.secret = secret
+        self.clock = clock
+        self.faults = faults or DeliveryFaults()
+        self.auto = auto
+        self.timeout = timeout
+        self.business_id = business_id
+        start = first_event_id if first_event_id is not None else _millis(clock)
+        self._ids = itertools.count(start)
+        self._transport = transport
+        self.emitted: list[WebhookEvent] = []
+        """Every event made, in mutation order (whether sent yet or not)."""
+        self.sent: list[SentDelivery] = []
+        """Every POST made, in the order they finished."""
+        self._queue: deque[WebhookEvent] = deque()
+        self._inflight = 0
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._client: httpx.Client | None = None
+        self._thread: threading.Thread | None = None
+        self._installed: dict[str, tuple[Callable[..., Any], Any]] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def attach(self) -> WebhookEmitter:
+        """Start observing the simulator (and, with ``auto``, the sender thread). Idempotent."""
+        if self._installed:
+            return self
+        self._stop.clear()
+        self._client = httpx.Client(timeout=self.timeout, transport=self._transport)
+        wrappers: dict[str, Callable[..., Any]] = {
+            "add_order": self._wrap_add_order,
+            "archive": self._wrap_archive,
+            "set_status": self._wrap_set_status,
+            "add_refund": self._wrap_add_refund,
+            "delete_order": self._wrap_delete_order,
+        }
+        for name in MUTATORS:
+            previous = self.sim.__dict__.get(name, _MISSING)
+            original = getattr(self.sim, name)
+            wrapper = wrappers[name](original)
+            setattr(self.sim, name, wrapper)
+            self._installed[name] = (wrapper, previous)
+        if self.auto:
+            self._thread = threading.Thread(
+                target=self._run, name="webhook-emitter", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def detach(self, *, drain: bool = True, timeout: float = 30.0) -> None:
+        """Stop observing; with ``drain`` first deliver what is queued (auto mode waits up to
+        ``timeout`` s; manual mode leaves ``pending`` for a later :meth:`flush`). Idempotent.
+
+        Raises ``RuntimeError`` if something else re-wrapped a mutator after us (restoring
+        would silently drop that wrapper).
+        """
+        for name, (wrapper, _) in self._installed.items():
+            if self.sim.__dict__.get(name) is not wrapper:
+                raise RuntimeError(f"{name} was re-wrapped after attach(); detach that first")
+        for name, (_, previous) in self._installed.items():
+            if previous is _MISSING:
+                delattr(self.sim, name)
+            else:
+                setattr(self.sim, name, previous)
+        self._installed.clear()
+        if self._thread is not None:
+            if drain:
+                with contextlib.suppress(TimeoutError):
+                    self.flush(timeout=timeout)
+            with self._cond:
+                self._stop.set()
+                self._cond.notify_all()
+            self._thread.join(timeout)
+            self._thread = None
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    @property
+    def attached(self) -> bool:
+        return bool(self._installed)
+
+    def __enter__(self) -> WebhookEmitter:
+        return self.attach()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.detach(drain=exc is None)
+
+    # -- queries --------------------------------------------------------------------------
+    @property
+    def pending(self) -> list[WebhookEvent]:
+        """Events queued and not yet taken by a sender."""
+        with self._cond:
+            return list(self._queue)
+
+    def statuses(self) -> list[int | None]:
+        """The HTTP status of every POST so far, in order."""
+        with self._cond:
+            return [d.status for d in self.sent]
+
+    # -- making events --------------------------------------------------------------------
+    def emit(
+        self,
+        topic: str,
+        subject_id: int | None,
+        data: Mapping[str, Any],
+        *,
+        order_id: int | None = None,
+        subject_type: str = "order",
+    ) -> WebhookEvent:
+        """Queue one event (the mutator wrappers use this; tests may call it for any topic).
+
+        ``order_id`` defaults to ``subject_id`` (for ``order_refund`` subjects pass it).
+        """
+        created = self.clock.now() - self.faults.backdate
+        with self._cond:
+            eid = next(self._ids)
+            ev = WebhookEvent(
+                event_id=eid,
+                topic=topic,
+                order_id=order_id if order_id is not None else subject_id,
+                event={
+                    "id": eid,
+                    "businessId": self.business_id,
+                    "createdAt": rfc2822(created),
+                    "topic": topic,
+                    "subjectId": subject_id,
+                    "subjectType": subject_type,
+                    "data": dict(data),
+                },
+            )
+            self.emitted.append(ev)
+            self._queue.append(ev)
+            self._cond.notify_all()
+        return ev
+
+    def _emit_order(self, topic: str, order_id: int, order: Mapping[str, Any] | None) -> None:
+        self.emit(topic, order_id, {"object": dict(order) if order is not None else None})
+
+    def _wrap_add_order(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def add_order(order: Mapping[str, Any]) -> int:
+            with self.sim._lock:
+                raw = order.get("id") if isinstance(order, Mapping) else None
+                existed = isinstance(raw, int) and raw in self.sim.orders
+                oid = int(original(order))
+                snapshot = self.sim.get_order(oid)
+            self._emit_order(ORDER_UPDATED if existed else ORDER_FINALIZED, oid, snapshot)
+            return oid
+
+        return add_order
+
+    def _wrap_archive(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def archive(order_id: int, archived: bool = True) -> None:
+            with self.sim._lock:
+                original(order_id, archived)
+                snapshot = self.sim.get_order(order_id)
+            self._emit_order(ORDER_UPDATED, order_id, snapshot)
+
+        return archive
+
+    def _wrap_set_status(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def set_status(
+            order_id: int, status_id: int, tracking_url: str | None = None
+        ) -> dict[str, Any]:
+            result: dict[str, Any] = original(order_id, status_id, tracking_url=tracking_url)
+            status = next(
+                (dict(s) for s in self.sim.statuses if s.get("id") == status_id),
+                dict(result.get("status") or {}),
+            )
+            self.emit(ORDER_STATUS_CHANGED, order_id, {"newStatus": status})
+            return result
+
+        return set_status
+
+    def _wrap_add_refund(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def add_refund(order_id: int, value: Any, name: str) -> dict[str, Any]:
+            refund: dict[str, Any] = original(order_id, value, name)
+            data = {
+                "id": refund["id"],
+                "orderId": order_id,
+                "createdAt": refund["createdAt"],
+                "amount": refund["value"],
+                "description": refund["name"],
+            }
+            self.emit(
+                ORDER_REFUND_CREATED, refund["id"], data,
+                order_id=order_id, subject_type="order_refund",
+            )
+            return refund
+
+        return add_refund
+
+    def _wrap_delete_order(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def delete_order(order_id: int) -> bool:
+            with self.sim._lock:
+                snapshot = self.sim.get_order(order_id)
+                deleted = bool(original(order_id))
+            if deleted:
+                self._emit_order(ORDER_DELETED, order_id, snapshot)
+            return deleted
+
+        return delete_order
+
+    # -- sending --------------------------------------------------------------------------
+    def flush(self, timeout: float = 30.0) -> None:
+        """Deliver everything queued so far.
+
+        Manual mode: post the pending events now, from this thread (shuffled if
+        ``faults.reorder``). Auto mode: wait until the sender thread has posted everything
+        queued and nothing is in flight; ``TimeoutError`` after ``timeout`` seconds.
+        """
+        if self._thread is None:
+            batch = self._take_batch()
+            for ev in batch:
+                self._deliver(ev)
+            self._settle(len(batch))
+            return
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("webhook emitter did not drain in time")
+                self._cond.wait(left)
+
+    def send_raw(
+        self,
+        body: bytes,
+        *,
+        signature: Signature = "good",
+        headers: Mapping[str, str] | None = None,
+    ) -> SentDelivery:
+        """POST ``body`` as is, now, from this thread. ``signature``: ``"good"`` (correct),
+        ``"bad"`` (wrong key), ``None`` (no header) or a literal header value."""
+        if signature == "good":
+            sig: str | None = shopwired_signature(self.secret, body)
+        elif signature == "bad":
+            sig = shopwired_signature("not-" + self.secret, body)
+        else:
+            sig = signature
+        ok = sig is not None and hmac.compare_digest(sig, shopwired_signature(self.secret, body))
+        return self._post(None, body, sig, signature_ok=ok, duplicate=False, headers=headers)
+
+    def verify(self, token: str) -> SentDelivery:
+        """Send the verification handshake ``{"timestamp", "verificationToken"}``, signed."""
+        body = dumps({"timestamp": rfc2822(self.clock.now()), "verificationToken": token})
+        return self.send_raw(body)
+
+    def _take_batch(self) -> list[WebhookEvent]:
+        with self._cond:
+            batch = list(self._queue)
+            self._queue.clear()
+            self._inflight += len(batch)
+            if self.faults.reorder:
+                self.faults.rng.shuffle(batch)
+            return batch
+
+    def _settle(self, n: int) -> None:
+        with self._cond:
+            self._inflight -= n
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop.is_set():
+                    self._cond.wait()
+                if self._stop.is_set():
+                    return
+            batch = self._take_batch()
+            for ev in batch:
+                try:
+                    self._deliver(ev)
+                finally:
+                    self._settle(1)
+
+    def _deliver(self, ev: WebhookEvent) -> None:
+        if self.faults.delay > 0:
+            self._stop.wait(self.faults.delay)
+        body = dumps({"timestamp": rfc2822(self.clock.now()), "event": ev.event})
+        with self._cond:
+            bad = self.faults.roll(self.faults.bad_signature)
+            twice = self.faults.roll(self.faults.duplicate)
+        key = ("not-" + self.secret) if bad else self.secret
+        sig = shopwired_signature(key, body)
+        self._post(ev, body, sig, signature_ok=not bad, duplicate=False)
+        if twice:
+            self._post(ev, body, sig, signature_ok=not bad, duplicate=True)
+
+    def _post(
+        self,
+        ev: WebhookEvent | None,
+        body: bytes,
+        signature: str | None,
+        *,
+        signature_ok: bool,
+        duplicate: bool,
+        headers: Mapping[str, str] | None = None,
+    ) -> SentDelivery:
+        client = self._client
+        own = client is None
+        if client is None:
+            client = httpx.Client(timeout=self.timeout, transport=self._transport)
+        h = {"Content-Type": "application/json", "User-Agent": "ShopWired-Webhooks (sandbox)"}
+        if signature is not None:
+            h["X-ShopWired-Signature"] = signature
+        if headers:
+            h.update(headers)
+        started = time.perf_counter()
+        try:
+            resp = client.post(self.url, content=body, headers=h)
+            record = SentDelivery(
+                event=ev, body=body, signature_ok=signature_ok, duplicate=duplicate,
+                status=resp.status_code, elapsed=time.perf_counter() - started,
+                response=resp.content,
+            )
+        except httpx.HTTPError as exc:
+            record = SentDelivery(
+                event=ev, body=body, signature_ok=signature_ok, duplicate=duplicate,
+                status=None, elapsed=time.perf_counter() - started,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+        finally:
+            if own:
+                client.close()
+        with self._cond:
+            self.sent.append(record)
+        return record
+
+
+_MISSING = object()
+
+
+def _millis(clock: Clock) -> int:
+    return int(clock.now().timestamp() * 1000)
+
+
+# ====================================================================== serving an ASGI app
+
+
+class RunningASGI:
+    """An ASGI app served by uvicorn on loopback; ``url`` is ``http://127.0.0.1:PORT``."""
+
+    def __init__(self, server: Any, thread: threading.Thread, sock: socket.socket) -> None:
+        self._server = server
+        self._thread = thread
+        self._sock = sock
+        host, port = sock.getsockname()[:2]
+        self.host = str(host)
+        self.port = int(port)
+        self.url = f"http://{self.host}:{self.port}"
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Ask uvicorn to exit (runs lifespan shutdown), wait for its thread. Idempotent."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def __enter__(self) -> RunningASGI:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def serve_asgi(
+    app: Any, *, host: str = "127.0.0.1", port: int = 0, startup_timeout: float = 10.0
+) -> RunningASGI:
+    """Serve ``app`` with uvicorn (lifespan on, no access log, no global logging setup) on a
+    background thread; returns once it accepts connections. ``port=0`` picks a free port."""
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    config = uvicorn.Config(
+        app, lifespan="on", access_log=False, log_config=None, log_level="warning",
+        timeout_graceful_shutdown=5,
+    )
+    server = uvicorn.Server(config)
+    failure: list[str] = []
+
+    def run() -> None:
+        try:
+            server.run(sockets=[sock])
+        except SystemExit as exc:  # uvicorn exits (code 3) when lifespan startup fails
+            failure.append(f"uvicorn exited with code {exc.code}")
+
+    thread = threading.Thread(target=run, name="asgi-server", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + startup_timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            thread.join(5)
+            sock.close()
+            why = failure[0] if failure else "timed out"
+            raise RuntimeError(f"the ASGI server did not start ({why})")
+        time.sleep(0.01)
+    return RunningASGI(server, thread, sock)
