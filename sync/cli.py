@@ -63,6 +63,9 @@ def _settings() -> Settings:
 def _runtime(settings: Settings, **kw: Any) -> Any:
     from sync.service.runtime import build_runtime
 
+    # Embedded mode (one process, usually SQLite) migrates itself; a deployment with workers
+    # is migrated by `ordersync migrate` and every role refuses a schema it does not know.
+    kw.setdefault("create_schema", settings.embedded)
     with _friendly():
         return build_runtime(settings, **kw)
 
@@ -223,7 +226,8 @@ def _status_data(settings: Settings) -> dict[str, Any]:
 
     ledger = Ledger(settings.database_url)
     try:
-        ledger.create_schema()
+        with _friendly():
+            ledger.check_schema()
         counts = ledger.counts(settings.store)
         now = datetime.now(UTC)
         wm = ledger.get_cursor(settings.store, WATERMARK)
@@ -297,7 +301,8 @@ def show(order_id: Annotated[str, typer.Argument(help="ShopWired order id or ref
 
     settings = _settings()
     ledger = Ledger(settings.database_url)
-    ledger.create_schema()
+    with _friendly():
+        ledger.check_schema()
     try:
         row = ledger.find_order(settings.store, order_id)
         if row is None:
@@ -380,7 +385,7 @@ def check() -> None:
     settings = _settings()
     ok = True
     out.print("[green]✓[/] configuration is valid")
-    rt = _runtime(settings, create_schema=True)
+    rt = _runtime(settings)
     def probe_database() -> str:
         rt.ledger.counts(settings.store)
         return ""
@@ -512,8 +517,11 @@ def worker(
     from sync.ledger.store import Ledger
 
     ledger = Ledger(settings.database_url)
-    ledger.create_schema()
-    ledger.dispose()
+    try:
+        with _friendly():
+            ledger.check_schema()
+    finally:
+        ledger.dispose()
     import workers.app as wa
     from workers.app import make_app
 
@@ -541,11 +549,14 @@ def health(
     settings = _settings()
     problems: list[str] = []
     ledger = Ledger(settings.database_url)
+    last_ok = None
     try:
+        ledger.check_schema()
         last_ok = ledger.get_cursor(settings.store, LAST_PASS_OK)
+    except FatalError as exc:
+        problems.append(str(exc))
     except Exception as exc:
         problems.append(f"database unreachable: {type(exc).__name__}")
-        last_ok = None
     finally:
         ledger.dispose()
     if settings.redis_url:
@@ -570,16 +581,14 @@ def health(
 
 @app.command()
 def migrate() -> None:
-    """Create or upgrade the ledger schema."""
-    from sync.ledger.store import Ledger
+    """Create or upgrade the ledger schema (Alembic); safe to run from several containers."""
+    from sync.ledger import schema
 
     settings = _settings()
-    ledger = Ledger(settings.database_url)
-    try:
-        ledger.create_schema()
-    finally:
-        ledger.dispose()
-    out.print("ledger schema is up to date")
+    with _friendly():
+        schema.upgrade(settings.database_url)
+    where = schema.redact_url(settings.database_url)
+    out.print(f"ledger schema is at revision {schema.HEAD} ({where})")
 
 
 @app.command()

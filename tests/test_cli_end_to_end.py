@@ -190,3 +190,17 @@ def test_sigterm_stops_the_daemon_mid_pass_cleanly_and_loses_nothing(tmp_path: P
         assert res.returncode == 0, res.stderr[-2000:]
         assert len(sb.wiredplus.orders) == 1500
         assert all(n == 1 for n in sb.wiredplus.order_creations.values())
+
+
+def test_roles_refuse_an_unmigrated_database_with_one_clear_line(
+    served: Sandbox, tmp_path: Path
+) -> None:
+    env = _env_for(served, f"sqlite:///{tmp_path / 'fresh.db'}",
+                   REDIS_URL="redis://127.0.0.1:6379/7")
+    for args in (["worker"], ["poll", "--once"], ["status"]):
+        res = _run(args, env, timeout=60)
+        assert res.returncode == 2, (args, res.stderr)
+        assert "ordersync migrate" in res.stderr and "Traceback" not in res.stderr
+    assert _run(["migrate"], env).returncode == 0
+    health = _run(["health", "--no-pass-check"], env)
+    assert health.returncode == 0, health.stderr

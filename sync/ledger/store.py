@@ -83,7 +83,16 @@ class Ledger:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create or upgrade the schema with the Alembic migrations (never ``create_all``)."""
+        from sync.ledger.schema import create_or_upgrade
+
+        create_or_upgrade(self.url)
+
+    def check_schema(self) -> None:
+        """Raise ConfigError unless the database is at this version's revision."""
+        from sync.ledger.schema import check_schema
+
+        check_schema(self.url)
 
     def drop_schema(self) -> None:
         Base.metadata.drop_all(self.engine)

@@ -105,8 +105,12 @@ def build_runtime(
     log = get_logger("ordersync")
     status_map = load_status_map(settings)
     ledger = Ledger(settings.database_url)
-    if create_schema:
-        ledger.create_schema()
+    with_schema = ledger.create_schema if create_schema else ledger.check_schema
+    try:
+        with_schema()
+    except Exception:
+        ledger.dispose()
+        raise
     sw_limiter, wp_limiter = _limiters(settings, clock)
     shopwired = ShopWiredClient(
         settings.shopwired_base_url,
