@@ -183,6 +183,33 @@ class Settings(BaseSettings):
         timedelta(minutes=2),
         "How long a worker holds an order while pushing it; expired leases are taken over.",
     )
+    shopwired_webhook_secret: SecretStr | None = _env(
+        "SHOPWIRED_WEBHOOK_SECRET",
+        None,
+        "Secret ShopWired signs webhooks with (Your account > API & webhooks). Unset = no "
+        "webhook receiver; polling alone notices changes. Secret.",
+    )
+    webhook_host: str = _env(
+        "ORDERSYNC_WEBHOOK_HOST", "0.0.0.0", "Address `ordersync webhook` listens on."
+    )
+    webhook_port: int = _env(
+        "ORDERSYNC_WEBHOOK_PORT", 8080, "Port `ordersync webhook` listens on.", ge=1, le=65535
+    )
+    webhook_replay_window: timedelta = _env(
+        "ORDERSYNC_WEBHOOK_REPLAY_WINDOW",
+        timedelta(hours=26),
+        "Webhook events older than this are acknowledged and ignored (ShopWired retries for "
+        "24 h).",
+    )
+    webhook_max_body: int = _env(
+        "ORDERSYNC_WEBHOOK_MAX_BODY", 262144, "Largest webhook body accepted (bytes).", ge=1024
+    )
+    deleted_policy: Literal["close", "ignore"] = _env(
+        "ORDERSYNC_DELETED_POLICY",
+        "close",
+        "An order deleted in the shop: `close` keeps it in WiredPlus with status `closed` "
+        "(no event); `ignore` leaves WiredPlus untouched. Either way the ledger marks it.",
+    )
     log_format: Literal["auto", "json", "console"] = _env(
         "ORDERSYNC_LOG_FORMAT", "auto", "`json`, `console`, or `auto` (console on a TTY)."
     )
@@ -197,6 +224,7 @@ class Settings(BaseSettings):
         "refresh_horizon",
         "retry_base",
         "lease",
+        "webhook_replay_window",
         mode="before",
     )
     @classmethod

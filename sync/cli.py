@@ -222,7 +222,16 @@ def backfill(
 
 
 def _status_data(settings: Settings) -> dict[str, Any]:
-    from sync.ledger.store import LAST_PASS_ERROR, LAST_PASS_OK, WATERMARK, Ledger
+    from datetime import timedelta
+
+    from sync.ledger.store import (
+        LAST_PASS_CALLS,
+        LAST_PASS_ERROR,
+        LAST_PASS_OK,
+        WATERMARK,
+        Ledger,
+    )
+    from sync.webhook.inbox import WebhookInbox
 
     ledger = Ledger(settings.database_url)
     try:
@@ -230,6 +239,9 @@ def _status_data(settings: Settings) -> dict[str, Any]:
             ledger.check_schema()
         counts = ledger.counts(settings.store)
         now = datetime.now(UTC)
+        wh = WebhookInbox(ledger).stats(settings.store, since=now - timedelta(hours=1))
+        calls_raw = ledger.get_cursor(settings.store, LAST_PASS_CALLS)
+        dead_letters = len(ledger.dead_letters(settings.store))
         wm = ledger.get_cursor(settings.store, WATERMARK)
         last_ok = ledger.get_cursor(settings.store, LAST_PASS_OK)
         last_err = ledger.get_cursor(settings.store, LAST_PASS_ERROR)
@@ -256,6 +268,15 @@ def _status_data(settings: Settings) -> dict[str, Any]:
         "watermark_lag_seconds": round(lag, 1) if lag is not None else None,
         "last_successful_pass": last_ok,
         "last_pass_error": last_err,
+        "last_pass_calls": json.loads(calls_raw) if calls_raw else None,
+        "dead_letters": dead_letters,
+        "webhooks": {
+            "configured": settings.shopwired_webhook_secret is not None,
+            "received_last_hour": wh.received,
+            "by_topic": wh.by_topic,
+            "last_received_at": wh.last_received_at.isoformat() if wh.last_received_at else None,
+            "pending_refreshes": wh.pending_refreshes,
+        },
         "recent_problems": problems,
     }
 
@@ -281,6 +302,18 @@ def status(
     t.add_row("last successful pass", str(data["last_successful_pass"] or "never"))
     if data["last_pass_error"]:
         t.add_row("last pass error", data["last_pass_error"])
+    calls = data["last_pass_calls"]
+    if calls:
+        t.add_row("ShopWired calls last pass",
+                  f"webhook refreshes {calls['webhook_refresh_calls']}, new-order pages "
+                  f"{calls['new_order_pages']}, open-order refreshes {calls['refresh_calls']}"
+                  + (" (backed off: webhooks healthy)" if calls["webhooks_healthy"] else ""))
+    wh = data["webhooks"]
+    t.add_row("webhooks", (
+        f"{wh['received_last_hour']} received in the last hour, last "
+        f"{wh['last_received_at'] or 'never'}, {wh['pending_refreshes']} refreshes pending"
+    ) if wh["configured"] or wh["received_last_hour"] else "not configured (polling only)")
+    t.add_row("dead letters", f"{data['dead_letters']} (see `ordersync dlq list`)")
     out.print(t)
     if data["recent_problems"]:
         p = Table(title="orders needing attention")
@@ -531,6 +564,52 @@ def worker(
         ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
          "--prefetch-multiplier=1", "-Q", "ordersync", "--without-gossip", "--without-mingle"]
     )
+
+
+@app.command()
+def webhook(
+    host: Annotated[
+        str | None, typer.Option(help="Listen address (default ORDERSYNC_WEBHOOK_HOST).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Listen port (default ORDERSYNC_WEBHOOK_PORT).")
+    ] = None,
+) -> None:
+    """Receive ShopWired webhooks (POST /webhooks/shopwired, GET /healthz). Put HTTPS in front.
+
+    Each delivery is verified, recorded in the ledger and answered 200 at once; the poller
+    re-reads the order by id at the start of its next pass.
+    """
+    settings = _settings()
+    secret = settings.shopwired_webhook_secret
+    if secret is None or not secret.get_secret_value().strip():
+        raise _fail("SHOPWIRED_WEBHOOK_SECRET is not set: the receiver cannot verify deliveries")
+    import uvicorn
+
+    from sync.clock import SystemClock
+    from sync.ledger.store import Ledger
+    from sync.logs import get_logger
+    from sync.webhook import WebhookInbox, make_app
+
+    ledger = Ledger(settings.database_url)
+    try:
+        with _friendly():
+            if settings.embedded:
+                ledger.create_schema()
+            else:
+                ledger.check_schema()
+        receiver = make_app(
+            inbox=WebhookInbox(ledger), secret=secret.get_secret_value(), store=settings.store,
+            clock=SystemClock(), log=get_logger("ordersync.webhook"),
+            max_body=settings.webhook_max_body, replay_window=settings.webhook_replay_window,
+        )
+        uvicorn.run(
+            receiver, host=host or settings.webhook_host, port=port or settings.webhook_port,
+            lifespan="on", access_log=False, log_config=None, server_header=False,
+            timeout_graceful_shutdown=5,
+        )
+    finally:
+        ledger.dispose()
 
 
 @app.command()

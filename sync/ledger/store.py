@@ -34,6 +34,7 @@ from sync.ledger.models import (
 WATERMARK = "new_orders_watermark"
 LAST_PASS_OK = "last_pass_ok"
 LAST_PASS_ERROR = "last_pass_error"
+LAST_PASS_CALLS = "last_pass_calls"  # JSON: how the last pass spent its ShopWired calls
 
 
 def make_engine(url: str) -> Engine:
@@ -274,6 +275,37 @@ class Ledger:
                     .limit(limit)
                 )
             )
+
+    def mark_deleted(self, store: str, ref: str, now: datetime, *, close: bool) -> bool:
+        """The shop deleted this order: mark it (never refreshed again) and, with ``close``,
+        queue an UpdateOrder with ``order_status`` = ``closed`` — no event is ever sent for a
+        deletion. Returns False if it was already marked."""
+        from sync.domain.mapping import content_hash
+
+        with self.session() as s:
+            row = s.scalars(
+                select(OrderRow).where(OrderRow.store == store, OrderRow.ref == ref)
+            ).first()
+            if row is None or row.deleted:
+                return False
+            row.deleted = True
+            row.terminal = True
+            row.last_checked_at = now
+            if close and row.payload:
+                body = json.loads(row.payload)
+                body["order_status"] = "closed"
+                body["order_update_date"] = now.strftime("%Y-%m-%d %H:%M:%S")
+                row.payload = json.dumps(body)
+                row.content_hash = content_hash(body)
+                row.order_status = "closed"
+                row.state = OrderState.PENDING
+                row.attempts = 0
+                row.next_attempt_at = None
+                row.version = row.version + 1
+                row.changed_at = now
+            self.log(s, store, ref, now, "deleted",
+                     "closed in WiredPlus" if close else "left as is in WiredPlus")
+            return True
 
     # -- dead letters -------------------------------------------------------------------
     def dead_letters(self, store: str, limit: int = 500) -> list[DeadLetter]:

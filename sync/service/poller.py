@@ -16,15 +16,19 @@ A crash anywhere loses nothing: uncommitted pages are simply read again.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import update
+
 from sync.clock import Clock
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
 from sync.errors import RetryableError, SkippableError
-from sync.ledger.store import LAST_PASS_ERROR, LAST_PASS_OK, WATERMARK, Ledger
+from sync.ledger.models import OrderRow
+from sync.ledger.store import LAST_PASS_CALLS, LAST_PASS_ERROR, LAST_PASS_OK, WATERMARK, Ledger
 from sync.service.dispatch import Dispatcher
 from sync.service.ingest import Ingestor, IngestResult
 from sync.sources.base import Source
@@ -43,6 +47,10 @@ class PollPolicy:
     settle: timedelta = timedelta(seconds=30)
     refresh_calls_per_pass: int = 20
     refresh_horizon: timedelta = timedelta(days=90)
+    webhook_calls_per_pass: int = 20
+    # With webhooks arriving (one within this long), polling refreshes back off to a quarter.
+    webhooks_healthy_within: timedelta = timedelta(hours=1)
+    close_deleted: bool = True
 
 
 @dataclass
@@ -54,8 +62,13 @@ class PassReport:
     new: IngestResult = field(default_factory=IngestResult)
     refresh: IngestResult = field(default_factory=IngestResult)
     refresh_calls: int = 0
+    webhook: IngestResult = field(default_factory=IngestResult)
+    webhook_calls: int = 0
+    webhooks_healthy: bool = False
+    deleted: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     dispatched: int = 0
+    new_pages: int = 0
     duration_s: float = 0.0
 
 
@@ -75,6 +88,7 @@ class Poller:
         log: Any,
         budget_probe: Callable[[], object] | None = None,
         stop_requested: Callable[[], bool] | None = None,
+        inbox: Any = None,
     ) -> None:
         self.ledger = ledger
         self.source = source
@@ -86,6 +100,7 @@ class Poller:
         self.log = log
         self.store = ingestor.store
         self.budget_probe = budget_probe
+        self.inbox = inbox  # sync.webhook.inbox.WebhookInbox, when webhooks are configured
         self.stop_requested = stop_requested or (lambda: False)
         self._budget_at: float | None = None
         self._statuses_at: float | None = None
@@ -153,6 +168,7 @@ class Poller:
         try:
             self.refresh_budget()
             self.refresh_statuses()
+            self._webhook_refreshes(report)
             self._scan_new(report, now)
             self._refresh_open(report)
             self._dispatch_due(report)
@@ -168,8 +184,15 @@ class Poller:
                 )
             raise
         report.duration_s = self.clock.monotonic() - mono
+        split = json.dumps({
+            "webhook_refresh_calls": report.webhook_calls,
+            "new_order_pages": report.new_pages,
+            "refresh_calls": report.refresh_calls,
+            "webhooks_healthy": report.webhooks_healthy,
+        })
         with self.ledger.session() as s:
             self.ledger.set_cursor(s, self.store, LAST_PASS_OK, now.isoformat(), self.clock.now())
+            self.ledger.set_cursor(s, self.store, LAST_PASS_CALLS, split, self.clock.now())
         self.log.info(
             "pass.done",
             store=self.store,
@@ -183,6 +206,10 @@ class Poller:
             events=report.new.events + report.refresh.events,
             refreshed=report.refresh.seen,
             refresh_calls=report.refresh_calls,
+            webhook_refreshed=report.webhook.seen,
+            webhook_calls=report.webhook_calls,
+            webhooks_healthy=report.webhooks_healthy,
+            deleted=len(report.deleted),
             missing=len(report.missing),
             dispatched=report.dispatched,
             duration_ms=round(report.duration_s * 1000, 1),
@@ -200,6 +227,7 @@ class Poller:
             report.watermark_after = watermark
             return
         for page in self.source.new_order_pages(window):
+            report.new_pages += 1
             result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True)
             report.new.add(result)
             self.dispatcher.dispatch(self.store, result.to_push)
@@ -213,8 +241,63 @@ class Poller:
             self.ledger.set_cursor(s, self.store, WATERMARK, new_mark.isoformat(), self.clock.now())
         report.watermark_after = new_mark
 
+    def _webhook_refreshes(self, report: PassReport) -> None:
+        """First call on the budget: re-read the orders webhooks told us about (by id)."""
+        if self.inbox is None:
+            return
+        now = self.clock.now()
+        stats = self.inbox.stats(self.store, since=now - self.policy.webhooks_healthy_within)
+        report.webhooks_healthy = stats.last_received_at is not None and (
+            now - stats.last_received_at <= self.policy.webhooks_healthy_within
+        )
+        for _ in range(max(self.policy.webhook_calls_per_pass, 0)):
+            if self.stop_requested():
+                return
+            pending = self.inbox.pending_refreshes(self.store, IDS_PER_CALL)
+            if not pending:
+                return
+            ids = [p.source_order_id for p in pending]
+            read_at = self.clock.now()
+            raws = self.source.fetch_by_ids(ids)
+            report.webhook_calls += 1
+            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
+            report.webhook.add(result)
+            missing = [oid for oid in ids if oid not in result.seen_ids]
+            if missing:
+                self._handle_missing(missing, report, told_deleted=set(
+                    self.inbox.deleted_orders(self.store, missing)))
+            self.inbox.done(self.store, ids, read_at=read_at, now=self.clock.now())
+            self.dispatcher.dispatch(self.store, result.to_push)
+
+    def _handle_missing(
+        self, order_ids: Sequence[str], report: PassReport, told_deleted: set[str]
+    ) -> None:
+        """Orders an ``ids=`` answer left out. Deleted only when the shop confirms it (404 on
+        the single-order endpoint, or an ``order.deleted`` webhook); otherwise just noted."""
+        now = self.clock.now()
+        for oid in order_ids:
+            ref = self.ledger.ref_for(self.store, oid)
+            if ref is None:
+                continue
+            confirmed = oid in told_deleted
+            if not confirmed:
+                exists = getattr(self.source, "exists", None)
+                confirmed = exists is not None and not exists(oid)
+            if confirmed:
+                if self.ledger.mark_deleted(self.store, ref, now,
+                                            close=self.policy.close_deleted):
+                    report.deleted.append(ref)
+                    self.log.info("order.deleted", store=self.store, ref=ref, order_id=oid,
+                                  policy="close" if self.policy.close_deleted else "ignore")
+                    self.dispatcher.dispatch(self.store, [ref])
+            else:
+                report.missing.append(ref)
+                self._mark_checked([ref])
+
     def _refresh_open(self, report: PassReport) -> None:
         budget = self.policy.refresh_calls_per_pass
+        if report.webhooks_healthy:
+            budget = max(1, budget // 4)  # webhooks carry the changes; polling is the net
         if budget <= 0:
             return
         now = self.clock.now()
@@ -233,17 +316,13 @@ class Poller:
             report.refresh_calls += 1
             result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
             report.refresh.add(result)
-            missing = [ref for ref, oid in chunk if oid not in result.seen_ids]
+            missing = [oid for _, oid in chunk if oid not in result.seen_ids]
             if missing:
-                self._mark_checked(missing)
-                report.missing.extend(missing)
+                told = set(self.inbox.deleted_orders(self.store, missing)) if self.inbox else set()
+                self._handle_missing(missing, report, told_deleted=told)
             self.dispatcher.dispatch(self.store, result.to_push)
 
     def _mark_checked(self, refs: Sequence[str]) -> None:
-        from sqlalchemy import update
-
-        from sync.ledger.models import OrderRow
-
         now = self.clock.now()
         with self.ledger.session() as s:
             s.execute(

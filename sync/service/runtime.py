@@ -27,6 +27,7 @@ from sync.service.push import Pusher, PushPolicy
 from sync.sinks.wiredplus import WiredPlusClient
 from sync.sources.shopwired import ShopWiredClient
 from sync.sources.shopwired_source import ShopWiredSource
+from sync.webhook.inbox import WebhookInbox
 
 
 def load_status_map(settings: Settings) -> StatusMap:
@@ -161,10 +162,12 @@ def build_runtime(
             settle=settings.settle_delay,
             refresh_calls_per_pass=settings.refresh_calls_per_pass,
             refresh_horizon=settings.refresh_horizon,
+            close_deleted=settings.deleted_policy == "close",
         ),
         start_at=settings.effective_start,
         log=log,
         budget_probe=wiredplus.account_info,
+        inbox=WebhookInbox(ledger, clock),
     )
     return Runtime(
         settings=settings,

@@ -43,6 +43,12 @@ class ShopWiredSource:
         ids = [int(i) for i in order_ids if str(i).isdigit()]
         return self.client.get_orders_by_ids(ids) if ids else []
 
+    def exists(self, order_id: str) -> bool:
+        """False only when ShopWired answers 404 for this order (a confirmed deletion)."""
+        if not str(order_id).isdigit():
+            return False
+        return self.client.get_order(int(order_id), fields=("id",)) is not None
+
     def count_created(self, window: Window) -> int:
         return sum(
             self.client.count_orders(
