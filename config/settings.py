@@ -210,6 +210,13 @@ class Settings(BaseSettings):
         "An order deleted in the shop: `close` keeps it in WiredPlus with status `closed` "
         "(no event); `ignore` leaves WiredPlus untouched. Either way the ledger marks it.",
     )
+    metrics_port: int = _env(
+        "ORDERSYNC_METRICS_PORT",
+        9108,
+        "Port of the Prometheus `/metrics` endpoint of `run` and `worker` (0 = off).",
+        ge=0,
+        le=65535,
+    )
     log_format: Literal["auto", "json", "console"] = _env(
         "ORDERSYNC_LOG_FORMAT", "auto", "`json`, `console`, or `auto` (console on a TTY)."
     )

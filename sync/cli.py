@@ -7,6 +7,7 @@ exit code 2 — never a traceback, never a secret.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -70,6 +71,17 @@ def _runtime(settings: Settings, **kw: Any) -> Any:
         return build_runtime(settings, **kw)
 
 
+def _serve_metrics(settings: Settings, log: Any, *, multiprocess: bool = False) -> None:
+    """Prometheus endpoint; a port already in use is a warning, never a crash."""
+    from sync import metrics
+
+    try:
+        metrics.serve(settings.metrics_port, database_url=settings.database_url,
+                      stores=[settings.store], multiprocess=multiprocess)
+    except OSError as exc:
+        log.warning("metrics.unavailable", port=settings.metrics_port, error=str(exc))
+
+
 def _dispatcher_for(settings: Settings, runtime_clock: Any = None) -> Any:
     """Embedded mode pushes in-process; with REDIS_URL the poller enqueues Celery tasks."""
     if settings.embedded:
@@ -115,6 +127,7 @@ def run() -> None:
     rt.poller.stop_requested = stopper.event.is_set
     if hasattr(rt.dispatcher, "should_stop"):
         rt.dispatcher.should_stop = stopper.event.is_set
+    _serve_metrics(settings, rt.log)
     rt.log.info(
         "daemon.start",
         store=settings.store,
@@ -555,6 +568,15 @@ def worker(
             ledger.check_schema()
     finally:
         ledger.dispose()
+    from sync.logs import get_logger
+
+    # Before prometheus_client is first imported: prefork children then count into files the
+    # parent's endpoint sums.
+    if "prometheus_client" not in sys.modules and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ordersync-metrics-")
+    _serve_metrics(settings, get_logger("ordersync"), multiprocess=True)
     import workers.app as wa
     from workers.app import make_app
 

@@ -30,12 +30,17 @@ def mask_text(text: str) -> str:
     return _PHONE.sub("***phone***", text)
 
 
+_ID_KEYS = re.compile(r"(^|_)(id|ids|ref|refs|reference|event|at|timestamp|window_\w+)$", re.I)
+
+
 def _mask(key: str, value: Any) -> Any:
     if _SECRET_KEYS.search(key):
         return "***"
     if _PII_KEYS.search(key) and value is not None:
         return "***"
     if isinstance(value, str):
+        if _ID_KEYS.search(key):  # ids and timestamps are digits, not phone numbers
+            return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
         return mask_text(value)
     if isinstance(value, dict):
         return {k: _mask(str(k), v) for k, v in value.items()}

@@ -131,7 +131,12 @@ def test_poller_and_real_celery_workers_on_redis_deliver_every_order_once(
             raise
         pytest.skip("Redis not reachable")
     db_url = pg_url
-    env = _env_for(served, db_url, REDIS_URL=broker)
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = s.getsockname()[1]
+    env = _env_for(served, db_url, REDIS_URL=broker, ORDERSYNC_METRICS_PORT=str(metrics_port))
     migrate = _run(["migrate"], env)
     assert migrate.returncode == 0, migrate.stderr
     worker = subprocess.Popen(
@@ -153,6 +158,14 @@ def test_poller_and_real_celery_workers_on_redis_deliver_every_order_once(
             counts, (tmp_path / "worker.log").read_text()[-3000:])
         assert len(served.wiredplus.orders) == 40
         assert all(n == 1 for n in served.wiredplus.order_creations.values())
+        import urllib.request
+
+        text = urllib.request.urlopen(
+            f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).read().decode()
+        line = next(ln for ln in text.splitlines() if ln.startswith(
+            'ordersync_api_calls_total{api="wiredplus",endpoint="UpdateOrder",status="200"}'))
+        assert float(line.split()[-1]) == 40  # summed over the prefork children
+        assert 'ordersync_ledger_orders{state="synced",store="shopwired"} 40.0' in text
     finally:
         worker.send_signal(signal.SIGTERM)
         try:

@@ -14,8 +14,9 @@ Rules:
 * **no emails for history**: an order seen for the first time gets events only when
   ``allow_events`` is set and it was created within ``first_sight_window`` of ``now``;
   otherwise its current status and refunds are recorded as already known.
-* the same transition is never sent twice: the reference names the target status (or refund)
-  so a status that flips back and forth produces the event once.
+* the same email is never sent twice: a status event's reference names its event type (a
+  refund's, the refund), so a status that flips back and forth, or moves between two statuses
+  mapped to the same event, produces that event once per order.
 """
 
 from __future__ import annotations
@@ -81,9 +82,9 @@ def decide_events(
         if resolution.event == "dispatched" and order.tracking_url:
             custom["tracking_url"] = order.tracking_url
         payload: dict[str, Any] = {
-            "event_reference": event_reference(
-                order_ref, "status", f"{order.status.id}-{resolution.event}"
-            ),
+            # Keyed on the event type, not the status id: moving between two statuses that
+            # send the same email (two "paid" statuses, or a flip back and forth) mails once.
+            "event_reference": event_reference(order_ref, "status", resolution.event),
             "event_type": resolution.event,
             "event_date": event_date(now),
             "message": f"Order {order.reference} is now {order.status.name or resolution.event}",

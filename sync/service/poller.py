@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import update
 
+from sync import metrics
 from sync.clock import Clock
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
 from sync.errors import RetryableError, SkippableError
@@ -176,6 +177,7 @@ class Poller:
             self.log.info("pass.interrupted", store=self.store, reason="stop requested")
             raise
         except Exception as exc:
+            metrics.inc("ordersync_passes_total", store=self.store, result="failed")
             with self.ledger.session() as s:
                 self.ledger.set_cursor(
                     s, self.store, LAST_PASS_ERROR,
@@ -184,6 +186,11 @@ class Poller:
                 )
             raise
         report.duration_s = self.clock.monotonic() - mono
+        metrics.inc("ordersync_passes_total", store=self.store, result="ok")
+        metrics.observe("ordersync_pass_duration_seconds", report.duration_s, store=self.store)
+        skipped = report.new.skipped + report.refresh.skipped + report.webhook.skipped
+        if skipped:
+            metrics.inc("ordersync_orders_skipped_total", skipped, store=self.store)
         split = json.dumps({
             "webhook_refresh_calls": report.webhook_calls,
             "new_order_pages": report.new_pages,
@@ -214,7 +221,25 @@ class Poller:
             dispatched=report.dispatched,
             duration_ms=round(report.duration_s * 1000, 1),
         )
+        self._heartbeat(report)
         return report
+
+    def _heartbeat(self, report: PassReport) -> None:
+        """One line per pass that says whether the sync is healthy, for log-only operators."""
+        counts = self.ledger.counts(self.store)
+        mark = report.watermark_after
+        self.log.info(
+            "heartbeat",
+            store=self.store,
+            watermark_lag_s=round((report.started_at - mark).total_seconds(), 1)
+            if mark else None,
+            pending=counts.orders.get("pending", 0),
+            dead_letters=counts.orders.get("dead", 0) + counts.events.get("dead", 0),
+            skipped=counts.orders.get("skipped", 0),
+            synced=counts.orders.get("synced", 0),
+            shopwired_calls=report.new_pages + report.refresh_calls + report.webhook_calls,
+            webhooks_healthy=report.webhooks_healthy,
+        )
 
     def _scan_new(self, report: PassReport, now: datetime) -> None:
         watermark = self.watermark(now)

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from sqlalchemy import exists, select, update
 
+from sync import metrics
 from sync.clock import Clock
 from sync.domain.retry import is_exhausted, retry_delay
 from sync.errors import FatalError, RetryableError, SkippableError
@@ -274,6 +275,13 @@ class Pusher:
         )
         if result.error:
             fields["error"] = result.error[:500]
+        metrics.inc("ordersync_orders_pushed_total", store=store, outcome=result.outcome)
+        if result.order_call:
+            metrics.inc("ordersync_order_calls_total", store=store, kind=result.order_call)
+        if result.events_sent:
+            metrics.inc("ordersync_events_sent_total", result.events_sent, store=store)
+        metrics.observe("ordersync_push_duration_seconds", self.clock.monotonic() - start,
+                        store=store)
         if result.outcome in ("synced", "requeued"):
             self.log.info("order.push", **fields)
         else:

@@ -32,6 +32,7 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from sync import metrics
 from sync.clock import Clock
 from sync.errors import RetryableError, SyncError
 from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
@@ -218,6 +219,8 @@ class WiredPlusClient:
             wait = self._limiter.try_acquire()
             if wait <= 0:
                 return
+            metrics.inc("ordersync_rate_limit_wait_seconds_total",
+                        min(wait, self._max_limiter_wait), api="wiredplus")
             if wait > self._max_limiter_wait:
                 raise RetryableError(
                     f"WiredPlus client-side rate budget exhausted for {wait:.0f} s",
@@ -240,6 +243,11 @@ class WiredPlusClient:
             expect="object",
             now=self._clock.now(),
         )
+        metrics.inc("ordersync_api_calls_total", api="wiredplus", endpoint=endpoint,
+                    status=str(ex.status or 0))
+        if outcome.kind != "ok":
+            metrics.inc("ordersync_api_errors_total", api="wiredplus", endpoint=endpoint,
+                        outcome=outcome.kind)
         self._log.debug(
             "wiredplus_call",
             endpoint=endpoint,

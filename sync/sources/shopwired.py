@@ -31,6 +31,7 @@ from typing import Any, Final
 import httpx
 import structlog
 
+from sync import metrics
 from sync.clock import Clock, utc
 from sync.errors import RetryableError, SyncError
 from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
@@ -173,6 +174,11 @@ class ShopWiredClient:
         return self._rng.uniform(0.0, ceiling)
 
     def _log_call(self, endpoint: str, ex: Exchange, outcome: Outcome, attempt: int) -> None:
+        metrics.inc("ordersync_api_calls_total", api="shopwired", endpoint=endpoint,
+                    status=str(ex.status or 0))
+        if outcome.kind != "ok":
+            metrics.inc("ordersync_api_errors_total", api="shopwired", endpoint=endpoint,
+                        outcome=outcome.kind)
         self._log.debug(
             "shopwired_call",
             endpoint=endpoint,
@@ -203,7 +209,11 @@ class ShopWiredClient:
         """GET ``path``; the decoded JSON, or None for a 404 when ``allow_not_found``."""
         attempt = 0
         while True:
+            began = self._clock.monotonic()
             self._limiter.acquire()
+            waited = self._clock.monotonic() - began
+            if waited > 0:
+                metrics.inc("ordersync_rate_limit_wait_seconds_total", waited, api="shopwired")
             ex = send(self._http, self._clock, "GET", path, params=dict(params))
             self.calls[endpoint] += 1
             outcome = classify(

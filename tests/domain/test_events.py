@@ -53,7 +53,7 @@ def test_status_change_to_shipped_is_dispatched_with_tracking(sample_order, stat
     (ev,) = decide(prev, o, status_map, ctx)
     assert ev.event_type == "dispatched"
     assert ev.payload["custom_fields"] == {"tracking_url": "https://t.example/1"}
-    assert ev.event_reference == "255:status:1382-dispatched"
+    assert ev.event_reference == "255:status:dispatched"
 
 
 def test_unchanged_status_gives_nothing(sample_order, status_map, ctx):
@@ -99,3 +99,22 @@ def test_first_sight_events_only_inside_window(sample_order, status_map, ctx, ho
     evs = decide(None, o, status_map, ctx)
     if hours > 24:
         assert evs == []
+
+
+def test_two_statuses_with_the_same_email_mail_once(sample_order, status_map, ctx):
+    from datetime import UTC, datetime, timedelta
+
+    from sync.domain.events import KnownState, decide_events
+    from sync.domain.parse_shopwired import parse_shopwired_order
+
+    now = datetime(2026, 1, 15, tzinfo=UTC)
+    sample_order["status"] = {"id": 1, "name": "Paid", "type": "paid"}
+    first = parse_shopwired_order(sample_order)
+    sample_order["status"] = {"id": 2, "name": "Paid - backorder", "type": "paid"}
+    second = parse_shopwired_order(sample_order)
+    a = decide_events(KnownState("0", frozenset()), first, status_map.resolve(first.status), ctx,
+                      now=now, first_sight_window=timedelta(days=1))
+    b = decide_events(KnownState("1", frozenset()), second, status_map.resolve(second.status),
+                      ctx, now=now, first_sight_window=timedelta(days=1))
+    assert [e.event_type for e in a] == [e.event_type for e in b] == ["processing"]
+    assert a[0].event_reference == b[0].event_reference  # the ledger keeps only the first
