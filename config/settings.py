@@ -204,6 +204,12 @@ class Settings(BaseSettings):
     webhook_max_body: int = _env(
         "ORDERSYNC_WEBHOOK_MAX_BODY", 262144, "Largest webhook body accepted (bytes).", ge=1024
     )
+    audit_interval: timedelta = _env(
+        "ORDERSYNC_AUDIT_INTERVAL",
+        timedelta(hours=6),
+        "How often the daemon compares the shop's order counts with the ledger (0 = never); "
+        "missing orders are queued for the next pass.",
+    )
     deleted_policy: Literal["close", "ignore"] = _env(
         "ORDERSYNC_DELETED_POLICY",
         "close",
@@ -232,6 +238,7 @@ class Settings(BaseSettings):
         "retry_base",
         "lease",
         "webhook_replay_window",
+        "audit_interval",
         mode="before",
     )
     @classmethod

@@ -589,6 +589,47 @@ def worker(
 
 
 @app.command()
+def audit(
+    since: Annotated[
+        str | None, typer.Option(help="First created date (default: the sync's start date).")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Last created date (default: now).")] = None,
+    repair: Annotated[
+        bool, typer.Option("--repair", help="Queue the missing orders for the next pass.")
+    ] = False,
+    days: Annotated[int, typer.Option(help="Window size in days.")] = 7,
+) -> None:
+    """Compare the shop's order counts per created-date window with the ledger; list what is
+    missing. Exit 1 when something is missing (and not repaired)."""
+    from datetime import timedelta
+
+    settings = _settings()
+    rt = _runtime(settings)
+    try:
+        now = rt.clock.now()
+        start = _parse_when(since, "--since") if since else settings.effective_start(now)
+        end = _parse_when(until, "--until") if until else now
+        with _friendly():
+            report = rt.poller.auditor.run(start, end, chunk=timedelta(days=days),
+                                           repair=repair)
+    finally:
+        rt.close()
+    t = Table(title=f"audit — store {settings.store}")
+    for col in ("window", "in shop", "in ledger", "missing"):
+        t.add_column(col, justify="left" if col == "window" else "right")
+    for w in report.windows:
+        style = "red" if w.drift > 0 else ("yellow" if w.drift < 0 else "")
+        t.add_row(f"{w.window.start:%Y-%m-%d %H:%M} → {w.window.end:%Y-%m-%d %H:%M}",
+                  str(w.shop), str(w.ledger), ", ".join(w.missing[:10])
+                  + (" …" if len(w.missing) > 10 else ""), style=style)
+    out.print(t)
+    out.print(f"{len(report.missing)} missing, {report.calls} ShopWired calls"
+              + (f"; {report.repaired} queued for the next pass" if repair else ""))
+    if report.missing and not repair:
+        raise typer.Exit(1)
+
+
+@app.command()
 def webhook(
     host: Annotated[
         str | None, typer.Option(help="Listen address (default ORDERSYNC_WEBHOOK_HOST).")

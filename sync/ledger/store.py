@@ -34,7 +34,8 @@ from sync.ledger.models import (
 WATERMARK = "new_orders_watermark"
 LAST_PASS_OK = "last_pass_ok"
 LAST_PASS_ERROR = "last_pass_error"
-LAST_PASS_CALLS = "last_pass_calls"  # JSON: how the last pass spent its ShopWired calls
+LAST_PASS_CALLS = "last_pass_calls"
+LAST_AUDIT = "last_audit"  # JSON: how the last pass spent its ShopWired calls
 
 
 def make_engine(url: str) -> Engine:

@@ -29,7 +29,14 @@ from sync.clock import Clock
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
 from sync.errors import RetryableError, SkippableError
 from sync.ledger.models import OrderRow
-from sync.ledger.store import LAST_PASS_CALLS, LAST_PASS_ERROR, LAST_PASS_OK, WATERMARK, Ledger
+from sync.ledger.store import (
+    LAST_AUDIT,
+    LAST_PASS_CALLS,
+    LAST_PASS_ERROR,
+    LAST_PASS_OK,
+    WATERMARK,
+    Ledger,
+)
 from sync.service.dispatch import Dispatcher
 from sync.service.ingest import Ingestor, IngestResult
 from sync.sources.base import Source
@@ -70,6 +77,7 @@ class PassReport:
     missing: list[str] = field(default_factory=list)
     dispatched: int = 0
     new_pages: int = 0
+    audit_missing: int | None = None
     duration_s: float = 0.0
 
 
@@ -90,6 +98,8 @@ class Poller:
         budget_probe: Callable[[], object] | None = None,
         stop_requested: Callable[[], bool] | None = None,
         inbox: Any = None,
+        auditor: Any = None,
+        audit_every: timedelta | None = None,
     ) -> None:
         self.ledger = ledger
         self.source = source
@@ -102,6 +112,8 @@ class Poller:
         self.store = ingestor.store
         self.budget_probe = budget_probe
         self.inbox = inbox  # sync.webhook.inbox.WebhookInbox, when webhooks are configured
+        self.auditor = auditor  # sync.service.audit.Auditor
+        self.audit_every = audit_every
         self.stop_requested = stop_requested or (lambda: False)
         self._budget_at: float | None = None
         self._statuses_at: float | None = None
@@ -173,6 +185,7 @@ class Poller:
             self._scan_new(report, now)
             self._refresh_open(report)
             self._dispatch_due(report)
+            self._audit_if_due(report)
         except PassInterrupted:
             self.log.info("pass.interrupted", store=self.store, reason="stop requested")
             raise
@@ -223,6 +236,25 @@ class Poller:
         )
         self._heartbeat(report)
         return report
+
+    def _audit_if_due(self, report: PassReport) -> None:
+        """The slow safety net: compare the shop's counts with the ledger over the scanned
+        range every ``audit_every``; missing orders are queued for the next pass."""
+        if self.auditor is None or not self.audit_every or report.watermark_after is None:
+            return
+        now = self.clock.now()
+        last = self.ledger.get_cursor(self.store, LAST_AUDIT)
+        if last is None:  # a fresh install has just read everything: first audit later
+            with self.ledger.session() as s:
+                self.ledger.set_cursor(s, self.store, LAST_AUDIT, now.isoformat(), now)
+            return
+        if now - datetime.fromisoformat(last) < self.audit_every:
+            return
+        since = max(self.start_at(now), now - self.policy.refresh_horizon)
+        result = self.auditor.run(since, report.watermark_after, repair=True)
+        report.audit_missing = len(result.missing)
+        with self.ledger.session() as s:
+            self.ledger.set_cursor(s, self.store, LAST_AUDIT, now.isoformat(), now)
 
     def _heartbeat(self, report: PassReport) -> None:
         """One line per pass that says whether the sync is healthy, for log-only operators."""

@@ -20,6 +20,7 @@ from sync.errors import ConfigError
 from sync.ledger.store import Ledger
 from sync.logs import get_logger
 from sync.ratelimit import HourlyBudget, LeakyBucket, Limiter
+from sync.service.audit import Auditor
 from sync.service.dispatch import Dispatcher, InlineDispatcher
 from sync.service.ingest import Ingestor
 from sync.service.poller import Poller, PollPolicy
@@ -151,6 +152,7 @@ def build_runtime(
         log=log,
     )
     dispatcher = dispatcher or InlineDispatcher(pusher)
+    inbox = WebhookInbox(ledger, clock)
     poller = Poller(
         ledger=ledger,
         source=source,
@@ -167,7 +169,10 @@ def build_runtime(
         start_at=settings.effective_start,
         log=log,
         budget_probe=wiredplus.account_info,
-        inbox=WebhookInbox(ledger, clock),
+        inbox=inbox,
+        auditor=Auditor(ledger=ledger, source=source, inbox=inbox, store=settings.store,
+                        clock=clock, log=log),
+        audit_every=settings.audit_interval if settings.audit_interval.total_seconds() else None,
     )
     return Runtime(
         settings=settings,
