@@ -17,7 +17,7 @@ from sync.logs import configure
 from sync.sandbox import Sandbox
 from sync.service.runtime import build_runtime
 
-from .service.test_sync_loop import make_settings  # type: ignore[import-not-found]
+from .service.conftest import make_settings  # type: ignore[import-not-found]
 
 EMAIL = re.compile(r"[A-Za-z0-9._%+-]{2,}@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from sync.ledger.models import OrderState
 
-from .test_sync_loop import Harness, _in_scope, harness  # type: ignore[import-not-found]  # noqa: F401
+from .conftest import Harness, _in_scope  # type: ignore[import-not-found]
 
 
 def test_audit_finds_orders_the_scan_missed_and_the_next_pass_imports_them(

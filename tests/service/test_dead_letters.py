@@ -16,7 +16,7 @@ from sync.ledger.models import OrderState
 from sync.sandbox import Sandbox
 from sync.service.runtime import build_runtime
 
-from .test_sync_loop import make_settings  # type: ignore[import-not-found]
+from .conftest import make_settings  # type: ignore[import-not-found]
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from sync.sandbox import Sandbox
 from sync.service.runtime import build_runtime
 from sync.webhook.inbox import WebhookInbox
 
-from .test_sync_loop import Harness, make_settings  # type: ignore[import-not-found]
+from .conftest import Harness, make_settings  # type: ignore[import-not-found]
 
 
 @pytest.fixture
