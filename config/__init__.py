@@ -1,10 +1,13 @@
-"""Configuration: the ``Settings`` model and the default status map file."""
+"""Configuration: the ``Settings`` model and the default status maps."""
 
 from __future__ import annotations
 
 from importlib import resources
 
+_MAPS = {"shopwired": "status_map.toml", "elasticpath": "elasticpath_status_map.toml"}
 
-def default_status_map_text() -> str:
-    """The shipped default status map (``config/status_map.toml``)."""
-    return resources.files("config").joinpath("status_map.toml").read_text(encoding="utf-8")
+
+def default_status_map_text(source: str = "shopwired") -> str:
+    """The shipped default status map of ``source`` (``config/status_map.toml`` for
+    ShopWired, ``config/elasticpath_status_map.toml`` for Elastic Path)."""
+    return resources.files("config").joinpath(_MAPS[source]).read_text(encoding="utf-8")

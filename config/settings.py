@@ -16,7 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
     )
 
+    source: Literal["shopwired", "elasticpath"] = _env(
+        "ORDERSYNC_SOURCE",
+        "shopwired",
+        "Which shop platform this poller reads: `shopwired` or `elasticpath`. Run one poller "
+        "per source; workers serve all of them.",
+    )
     shopwired_base_url: str = _env(
         "SHOPWIRED_BASE_URL", "https://api.ecommerceapi.uk/v1", "ShopWired API base URL."
     )
@@ -86,6 +92,26 @@ class Settings(BaseSettings):
     )
     wiredplus_api_key: SecretStr | None = _env(
         "WIREDPLUS_API_KEY", None, "The WiredPlus API key (Basic-auth password). Secret."
+    )
+    elasticpath_base_url: str = _env(
+        "ELASTICPATH_BASE_URL",
+        "https://useast.api.elasticpath.com",
+        "Elastic Path Commerce Cloud API host (a trailing /v2 is tolerated).",
+    )
+    elasticpath_client_id: str | None = _env(
+        "ELASTICPATH_CLIENT_ID", None, "Elastic Path client-credentials client id."
+    )
+    elasticpath_client_secret: SecretStr | None = _env(
+        "ELASTICPATH_CLIENT_SECRET", None, "Elastic Path client secret. Secret."
+    )
+    elasticpath_rate: float = _env(
+        "ELASTICPATH_RATE", 20.0, "Elastic Path calls per second (stores allow 25–100).", gt=0
+    )
+    elasticpath_write_back_external_ref: bool = _env(
+        "ELASTICPATH_WRITE_BACK_EXTERNAL_REF",
+        False,
+        "Store the WiredPlus order id in the Elastic Path order's `external_ref` "
+        "(PUT /v2/orders/:id) after the first push.",
     )
     database_url: str = _env(
         "DATABASE_URL",
@@ -120,7 +146,8 @@ class Settings(BaseSettings):
     store: str = _env(
         "ORDERSYNC_STORE",
         "shopwired",
-        "Name of this store in the ledger; keys carry it so stores can share one database.",
+        "Name of this store in the ledger; keys carry it so stores can share one database. "
+        "Defaults to the source name (`shopwired` or `elasticpath`).",
         pattern=r"^[a-z0-9][a-z0-9_.-]{0,62}$",
     )
     reference_prefix: str = _env(
@@ -271,7 +298,13 @@ class Settings(BaseSettings):
             raise ValueError("must be a 3-letter ISO-4217 code such as GBP")
         return v
 
-    @field_validator("shopwired_base_url", "wiredplus_base_url")
+    @model_validator(mode="after")
+    def _store_follows_source(self) -> Settings:
+        if "store" not in self.model_fields_set and self.source != "shopwired":
+            object.__setattr__(self, "store", self.source)
+        return self
+
+    @field_validator("shopwired_base_url", "wiredplus_base_url", "elasticpath_base_url")
     @classmethod
     def _url(cls, v: str) -> str:
         v = v.strip().rstrip("/")
@@ -305,16 +338,28 @@ class Settings(BaseSettings):
         """True when no broker is configured: pushes run in the calling process."""
         return self.redis_url is None
 
-    def require_credentials(self) -> None:
-        """Raise :class:`ConfigError` naming every missing credential."""
-        missing = [
-            name
-            for name, value in (
+    def require_credentials(self, *, source: bool = True) -> None:
+        """Raise :class:`ConfigError` naming every missing credential: WiredPlus always, and
+        the configured source's unless ``source`` is False (workers only push)."""
+        needed: list[tuple[str, Any]] = [
+            ("WIREDPLUS_API_USER", self.wiredplus_api_user),
+            ("WIREDPLUS_API_KEY", self.wiredplus_api_key),
+        ]
+        if source and self.source == "shopwired":
+            needed = [
                 ("SHOPWIRED_API_KEY", self.shopwired_api_key),
                 ("SHOPWIRED_API_SECRET", self.shopwired_api_secret),
-                ("WIREDPLUS_API_USER", self.wiredplus_api_user),
-                ("WIREDPLUS_API_KEY", self.wiredplus_api_key),
-            )
+                *needed,
+            ]
+        elif source:
+            needed = [
+                ("ELASTICPATH_CLIENT_ID", self.elasticpath_client_id),
+                ("ELASTICPATH_CLIENT_SECRET", self.elasticpath_client_secret),
+                *needed,
+            ]
+        missing = [
+            name
+            for name, value in needed
             if value is None or (isinstance(value, str) and not value.strip())
             or (isinstance(value, SecretStr) and not value.get_secret_value().strip())
         ]

@@ -436,7 +436,13 @@ def check() -> None:
         rt.ledger.counts(settings.store)
         return ""
 
-    def probe_shopwired() -> str:
+    source_name = "ShopWired" if settings.source == "shopwired" else "Elastic Path"
+
+    def probe_source() -> str:
+        client: Any = getattr(rt.source, "client", None)
+        if hasattr(client, "access_token"):  # Elastic Path: prove the credentials work
+            client.access_token()
+            return " (client credentials accepted)"
         return f" ({len(rt.source.statuses())} order statuses)"
 
     def probe_wiredplus() -> str:
@@ -449,7 +455,7 @@ def check() -> None:
     try:
         for name, probe in (
             ("database", probe_database),
-            ("ShopWired", probe_shopwired),
+            (source_name, probe_source),
             ("WiredPlus", probe_wiredplus),
         ):
             try:
@@ -753,12 +759,17 @@ def demo(
     orders: Annotated[int, typer.Option(help="Orders the sandbox shop holds.")] = 800,
     passes: Annotated[int, typer.Option(help="Passes to run after the first import.")] = 3,
     seed: Annotated[int, typer.Option(help="Generator seed.")] = 7,
+    source: Annotated[
+        str, typer.Option(help="Which simulated shop: shopwired or elasticpath.")
+    ] = "shopwired",
 ) -> None:
     """Run the whole sync end to end against the built-in sandbox, then print a summary."""
     from sync.service.demo import run_demo
 
+    if source not in ("shopwired", "elasticpath"):
+        raise _fail("--source must be shopwired or elasticpath")
     with _friendly():
-        code = run_demo(orders=orders, passes=passes, seed=seed, console=out)
+        code = run_demo(orders=orders, passes=passes, seed=seed, console=out, source=source)
     raise typer.Exit(code)
 
 

@@ -200,6 +200,15 @@ def shopwired_limiter(redis_url: str, base_url: str, user: str, rate: float,
     )
 
 
+def elasticpath_limiter(redis_url: str, base_url: str, client_id: str, rate: float,
+                        clock: Clock) -> SharedLimiter:
+    """At most ``rate`` Elastic Path calls per second across processes."""
+    return SharedLimiter(
+        redis_url, limiter_key("elasticpath", base_url, client_id),
+        [RateLimitItemPerSecond(max(1, int(rate)), 1)], clock,
+    )
+
+
 def wiredplus_limiter(redis_url: str, base_url: str, user: str, limit: int,
                       clock: Clock) -> SharedHourlyBudget:
     return SharedHourlyBudget(redis_url, limiter_key("wiredplus", base_url, user), limit, clock)

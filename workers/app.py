@@ -42,6 +42,24 @@ def make_app(broker_url: str | None = None) -> Celery:
 
 app = make_app()
 
+class _WorkerRuntime:
+    """What a worker process holds: the pusher (ledger + WiredPlus), built once per process.
+    It serves every store and source in the ledger and needs only WiredPlus credentials."""
+
+    def __init__(self) -> None:
+        from sync.logs import configure, get_logger
+        from sync.service.runtime import build_pusher
+
+        settings = load_settings()
+        configure(settings.log_format, settings.log_level)
+        self.log = get_logger("ordersync")
+        self.pusher, self._ledger, self._wiredplus = build_pusher(settings, create_schema=False)
+
+    def close(self) -> None:
+        self._wiredplus.close()
+        self._ledger.dispose()
+
+
 _runtime: Any = None
 _lock = threading.Lock()
 
@@ -50,12 +68,7 @@ def _get_runtime() -> Any:
     global _runtime
     with _lock:
         if _runtime is None:
-            from sync.logs import configure
-            from sync.service.runtime import build_runtime
-
-            settings = load_settings()
-            configure(settings.log_format, settings.log_level)
-            _runtime = build_runtime(settings, create_schema=False)
+            _runtime = _WorkerRuntime()
         return _runtime
 
 

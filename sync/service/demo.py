@@ -128,8 +128,13 @@ def run_demo(
     data_dir: Path = Path("demo-data"),
     changes_per_pass: int = 12,
     new_per_pass: int = 3,
+    source: str = "shopwired",
 ) -> int:
     """Run the sync end to end against the sandbox; print a summary; 0 when all checks pass."""
+    if source == "elasticpath":
+        ep = demo_elasticpath(orders=orders, passes=passes, seed=seed,
+                              console=console or Console(), data_dir=data_dir)
+        return 0 if ep.ok else 1
     figures = demo(
         orders=orders,
         passes=passes,
@@ -354,11 +359,12 @@ def _summary(figures: DemoFigures, console: Console, settings: Settings, sb: San
     t.add_row("orders in WiredPlus", str(figures.wiredplus_orders))
     t.add_row("events sent", str(figures.events_sent))
     t.add_row("skipped (unmappable)", str(figures.skipped))
-    t.add_row("ShopWired calls", str(figures.shopwired_calls))
+    shop = "ShopWired" if settings.source == "shopwired" else "Elastic Path"
+    t.add_row(f"{shop} calls", str(figures.shopwired_calls))
     t.add_row("WiredPlus calls", str(figures.wiredplus_calls))
     per_100 = 100 * figures.shopwired_calls / synced_orders
-    t.add_row("ShopWired calls per 100 orders", f"{per_100:.1f}")
-    t.add_row("ShopWired 429s", str(figures.throttled))
+    t.add_row(f"{shop} calls per 100 orders", f"{per_100:.1f}")
+    t.add_row(f"{shop} 429s", str(figures.throttled))
     t.add_row("took", f"{figures.seconds:.1f}s")
     console.print(t)
     for name, passed, detail in figures.checks:
@@ -413,3 +419,131 @@ def serve_sandbox(
         pass
     finally:
         sb.stop()
+
+
+def demo_elasticpath(
+    *,
+    orders: int,
+    passes: int,
+    seed: int,
+    console: Console,
+    data_dir: Path,
+    changes_per_pass: int = 10,
+) -> DemoFigures:
+    """The demo for the second source: an Elastic Path store (simulated, served over HTTP)
+    through the same pipeline into the WiredPlus simulator, with the same self-checks."""
+    import random
+
+    from sync.sandbox.elasticpath import ElasticPathSimulator
+    from sync.sandbox.server import serve
+
+    started = time.monotonic()
+    clock = SystemClock()
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    figures = DemoFigures()
+    log_path = data_dir / "ordersync.log"
+    log_file = log_path.open("a", encoding="utf-8")
+    configure("json", "info", stream=log_file)
+    console.rule("[bold]ordersync demo[/] — Elastic Path → WiredPlus against the sandbox")
+    ep = ElasticPathSimulator(clock=clock, seed=seed, enforce_rate_limit=True,
+                              rate_limit_per_second=25)
+    now = clock.now()
+    ep.generate_orders(int(orders * 0.5),
+                       created_between=(now - timedelta(days=365), now - timedelta(days=35)))
+    ep.generate_orders(int(orders * 0.45),
+                       created_between=(now - timedelta(days=28), now - timedelta(days=2)))
+    ep.generate_orders(max(orders - int(orders * 0.95), 1),
+                       created_between=(now - timedelta(hours=20), now - timedelta(minutes=5)))
+    figures.shop_orders = len(ep.orders)
+    server = serve(ep.handle)
+    try:
+        with Sandbox(seed=seed, clock=clock) as sb:
+            settings = demo_settings(
+                sb, data_dir, ORDERSYNC_SOURCE="elasticpath",
+                ELASTICPATH_BASE_URL=server.url, ELASTICPATH_CLIENT_ID=ep.client_id,
+                ELASTICPATH_CLIENT_SECRET=ep.client_secret,
+            )
+            start = settings.effective_start(clock.now())
+            rt = build_runtime(settings, clock=clock)
+            pre_existing = set(ep.orders)
+            rng = random.Random(seed)
+            table = Table(title="passes")
+            for col in ("pass", "read", "new", "changed", "events", "WP calls", "took"):
+                table.add_column(col, justify="right" if col != "pass" else "left")
+            changed_ids: set[str] = set()
+            try:
+                for n in range(passes + 2):
+                    if n >= 2:
+                        scope = [o for o in ep.updated_ids(start, clock.now())]
+                        for oid in rng.sample(scope, min(changes_per_pass, len(scope))):
+                            action = rng.choice(("pay", "ship", "cancel"))
+                            if action == "pay":
+                                ep.set_payment(oid, "paid")
+                            elif action == "ship":
+                                ep.set_payment(oid, "paid")
+                                ep.set_shipping(oid, "fulfilled")
+                            else:
+                                ep.set_status(oid, "cancelled")
+                            changed_ids.add(oid)
+                    time.sleep(1.1)
+                    wp0 = sum(sb.wiredplus.calls.values())
+                    ev0 = len(sb.wiredplus.events)
+                    rep = rt.poller.run_pass()
+                    wp_calls = sum(sb.wiredplus.calls.values()) - wp0
+                    if n == 1:
+                        figures.unchanged_pass_wiredplus_calls = wp_calls - 0
+                    figures.passes.append(rep)
+                    label = "1 (install)" if n == 0 else "2 (idle)" if n == 1 else f"{n + 1}"
+                    table.add_row(label, str(rep.new.seen), str(rep.new.new),
+                                  str(rep.new.changed), str(len(sb.wiredplus.events) - ev0),
+                                  str(wp_calls), f"{rep.duration_s:.2f}s")
+                console.print(table)
+                rows = rt.ledger.all_orders(settings.store)
+                synced = [r for r in rows if r.state == OrderState.SYNCED]
+                figures.skipped = sum(1 for r in rows if r.state == OrderState.SKIPPED)
+                figures.wiredplus_orders = len(sb.wiredplus.orders)
+                figures.events_sent = len(sb.wiredplus.events)
+                figures.changes_made = len(changed_ids)
+                in_scope = set(ep.updated_ids(start, clock.now() - settings.settle_delay))
+                in_ledger = {r.source_order_id for r in rows}
+                figures.checks.append(("every order changed since the start date reached the "
+                                       "ledger", in_scope <= in_ledger,
+                                       f"{len(in_scope)} in scope, "
+                                       f"{len(in_scope - in_ledger)} missing"))
+                figures.checks.append(("every synced order is in WiredPlus",
+                                       bool(synced) and all(sb.wiredplus.order_by_ref(r.ref)
+                                                            for r in synced),
+                                       f"{len(synced)} synced"))
+                dups = [k for k, v in (*sb.wiredplus.order_creations.items(),
+                                       *sb.wiredplus.event_creations.items()) if v > 1]
+                figures.checks.append(("no order or event created twice", not dups,
+                                       f"{len(dups)} duplicates"))
+                old_events = 0
+                for ev in rt.ledger.all_events(settings.store):
+                    row = rt.ledger.get_order(settings.store, ev.order_ref)
+                    if (row is not None and row.source_order_id in pre_existing
+                            and row.source_order_id not in changed_ids
+                            and not _first_sight_recent(rt, ev.order_ref)):
+                        old_events += 1
+                figures.events_for_preexisting = old_events
+                figures.checks.append(("no event for orders that existed before install",
+                                       old_events == 0, f"{old_events} such events"))
+                figures.checks.append(("an idle pass costs 0 WiredPlus calls",
+                                       figures.unchanged_pass_wiredplus_calls == 0,
+                                       f"{figures.unchanged_pass_wiredplus_calls} calls"))
+                figures.checks.append(("WiredPlus accepted every request",
+                                       not sb.wiredplus.rejections,
+                                       f"{len(sb.wiredplus.rejections)} rejected"))
+            finally:
+                rt.close()
+            figures.wiredplus_calls = sum(sb.wiredplus.calls.values())
+            figures.shopwired_calls = sum(ep.calls.values()) if hasattr(ep, "calls") else 0
+            figures.seconds = time.monotonic() - started
+            _summary(figures, console, settings, sb)
+    finally:
+        server.stop()
+        configure("auto", "warning")
+        log_file.close()
+    return figures

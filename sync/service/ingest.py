@@ -79,6 +79,13 @@ class Ingestor:
     log: Any
     on_unknown_status: Callable[[str, str], None] | None = None
 
+    def _cursor_date(self, order: SourceOrder) -> datetime:
+        """The date the source's windows are on: created (ShopWired) or updated (Elastic
+        Path), so the watermark follows what the scan filters by."""
+        if getattr(self.source, "window_field", "created") == "updated" and order.updated_at:
+            return order.updated_at
+        return order.created_at
+
     def _prepare(self, raw: Any) -> _Prepared | None:
         order_id = self.source.raw_id(raw)
         if order_id is None:
@@ -116,7 +123,7 @@ class Ingestor:
                     self._record_skip(s, row, p, now, result)
                     continue
                 assert p.order and p.resolution and p.body is not None and p.digest
-                result.created.append(p.order.created_at)
+                result.created.append(self._cursor_date(p.order))
                 previous = _known(row)
                 new_state = known_state(p.order)
                 if (

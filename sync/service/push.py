@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -63,6 +64,7 @@ class Pusher:
         policy: PushPolicy,
         log: Any,
         rng: random.Random | None = None,
+        after_create: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self.ledger = ledger
         self.sink = sink
@@ -70,6 +72,7 @@ class Pusher:
         self.policy = policy
         self.log = log
         self.rng = rng or random.Random()
+        self.after_create = after_create
         self.owner = f"{uuid.uuid4().hex[:12]}"
 
     def push(self, store: str, ref: str) -> PushResult:
@@ -111,6 +114,8 @@ class Pusher:
                 body["id"] = wiredplus_id
             wiredplus_id = self.sink.update_order(body)
             result.wiredplus_id = wiredplus_id
+            if row.wiredplus_id is None and self.after_create is not None:
+                self.after_create(store, row.source_order_id, wiredplus_id)
             result.order_call = "updated" if row.wiredplus_id else "created"
             now = self.clock.now()
             with self.ledger.session() as s:

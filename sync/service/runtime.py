@@ -26,6 +26,7 @@ from sync.service.ingest import Ingestor
 from sync.service.poller import Poller, PollPolicy
 from sync.service.push import Pusher, PushPolicy
 from sync.sinks.wiredplus import WiredPlusClient
+from sync.sources.base import Source
 from sync.sources.shopwired import ShopWiredClient
 from sync.sources.shopwired_source import ShopWiredSource
 from sync.webhook.inbox import WebhookInbox
@@ -33,7 +34,7 @@ from sync.webhook.inbox import WebhookInbox
 
 def load_status_map(settings: Settings) -> StatusMap:
     """The default map, overridden key by key by ``ORDERSYNC_STATUS_MAP`` if set."""
-    texts = [default_status_map_text()]
+    texts = [default_status_map_text(settings.source)]
     if settings.status_map is not None:
         try:
             texts.append(settings.status_map.read_text(encoding="utf-8"))
@@ -48,16 +49,25 @@ def load_status_map(settings: Settings) -> StatusMap:
 
 
 def _limiters(settings: Settings, clock: Clock) -> tuple[Limiter, Limiter]:
-    """In-process budgets in embedded mode; Redis-shared ones when workers run (one budget
-    per API and credential, whatever the number of processes)."""
+    """(source, WiredPlus) budgets: in-process in embedded mode; Redis-shared when workers run
+    (one budget per API and credential, whatever the number of processes)."""
+    ep = settings.source == "elasticpath"
     if settings.redis_url is None:
         return (
-            LeakyBucket(settings.shopwired_bucket_size, settings.shopwired_rate, clock),
+            LeakyBucket(5, settings.elasticpath_rate, clock) if ep
+            else LeakyBucket(settings.shopwired_bucket_size, settings.shopwired_rate, clock),
             HourlyBudget(settings.wiredplus_hourly_limit, clock),
         )
-    from sync.ratelimit_shared import shopwired_limiter, wiredplus_limiter
+    from sync.ratelimit_shared import (
+        elasticpath_limiter,
+        shopwired_limiter,
+        wiredplus_limiter,
+    )
 
     return (
+        elasticpath_limiter(settings.redis_url, settings.elasticpath_base_url,
+                            settings.elasticpath_client_id or "", settings.elasticpath_rate,
+                            clock) if ep else
         shopwired_limiter(settings.redis_url, settings.shopwired_base_url,
                           settings.shopwired_api_key or "", settings.shopwired_rate, clock),
         wiredplus_limiter(settings.redis_url, settings.wiredplus_base_url,
@@ -75,8 +85,7 @@ class Runtime:
     settings: Settings
     clock: Clock
     ledger: Ledger
-    source: ShopWiredSource
-    shopwired: ShopWiredClient
+    source: Source
     wiredplus: WiredPlusClient
     pusher: Pusher
     ingestor: Ingestor
@@ -90,22 +99,7 @@ class Runtime:
         self.ledger.dispose()
 
 
-def build_runtime(
-    settings: Settings,
-    *,
-    clock: Clock | None = None,
-    shopwired_transport: httpx.BaseTransport | None = None,
-    wiredplus_transport: httpx.BaseTransport | None = None,
-    dispatcher: Dispatcher | None = None,
-    create_schema: bool = True,
-) -> Runtime:
-    """Assemble the sync for ``settings``. Raises ConfigError for missing credentials."""
-    settings.require_credentials()
-    assert settings.shopwired_api_key and settings.shopwired_api_secret
-    assert settings.wiredplus_api_user and settings.wiredplus_api_key
-    clock = clock or SystemClock()
-    log = get_logger("ordersync")
-    status_map = load_status_map(settings)
+def _open_ledger(settings: Settings, create_schema: bool) -> Ledger:
     ledger = Ledger(settings.database_url)
     with_schema = ledger.create_schema if create_schema else ledger.check_schema
     try:
@@ -113,25 +107,26 @@ def build_runtime(
     except Exception:
         ledger.dispose()
         raise
-    sw_limiter, wp_limiter = _limiters(settings, clock)
-    shopwired = ShopWiredClient(
-        settings.shopwired_base_url,
-        settings.shopwired_api_key,
-        settings.shopwired_api_secret.get_secret_value(),
-        clock=clock,
-        transport=shopwired_transport,
-        limiter=sw_limiter,
-    )
-    wiredplus = WiredPlusClient(
+    return ledger
+
+
+def _wiredplus(
+    settings: Settings, clock: Clock, limiter: Limiter, transport: httpx.BaseTransport | None
+) -> WiredPlusClient:
+    assert settings.wiredplus_api_user and settings.wiredplus_api_key
+    return WiredPlusClient(
         settings.wiredplus_base_url,
         settings.wiredplus_api_user,
         settings.wiredplus_api_key.get_secret_value(),
         clock=clock,
-        transport=wiredplus_transport,
-        limiter=wp_limiter,
+        transport=transport,
+        limiter=limiter,
     )
-    source = ShopWiredSource(shopwired)
-    pusher = Pusher(
+
+
+def _pusher(settings: Settings, ledger: Ledger, wiredplus: WiredPlusClient, clock: Clock,
+            log: Any, after_create: Any = None) -> Pusher:
+    return Pusher(
         ledger,
         wiredplus,
         clock,
@@ -141,7 +136,100 @@ def build_runtime(
             lease=settings.lease,
         ),
         log,
+        after_create=after_create,
     )
+
+
+def _source(
+    settings: Settings,
+    clock: Clock,
+    limiter: Limiter,
+    shopwired_transport: httpx.BaseTransport | None,
+    elasticpath_transport: httpx.BaseTransport | None,
+) -> tuple[Source, Any]:
+    """The configured source and, for Elastic Path write-back, its client."""
+    if settings.source == "elasticpath":
+        from sync.sources.elasticpath import ElasticPathClient, ElasticPathSource
+
+        assert settings.elasticpath_client_id and settings.elasticpath_client_secret
+        client = ElasticPathClient(
+            settings.elasticpath_base_url,
+            settings.elasticpath_client_id,
+            settings.elasticpath_client_secret.get_secret_value(),
+            clock=clock,
+            transport=elasticpath_transport,
+            limiter=limiter,
+        )
+        return ElasticPathSource(client), client
+    assert settings.shopwired_api_key and settings.shopwired_api_secret
+    shopwired = ShopWiredClient(
+        settings.shopwired_base_url,
+        settings.shopwired_api_key,
+        settings.shopwired_api_secret.get_secret_value(),
+        clock=clock,
+        transport=shopwired_transport,
+        limiter=limiter,
+    )
+    return ShopWiredSource(shopwired), None
+
+
+def _write_back(settings: Settings, client: Any, log: Any) -> Any:
+    """Elastic Path ``external_ref`` write-back after an order's first UpdateOrder (optional;
+    a failure is logged and never fails the push)."""
+    if settings.source != "elasticpath" or not settings.elasticpath_write_back_external_ref:
+        return None
+
+    def after_create(store: str, source_order_id: str, wiredplus_id: str) -> None:
+        try:
+            client.update_external_ref(source_order_id, f"wiredplus:{wiredplus_id}"[:64])
+        except Exception as exc:
+            log.warning("write_back.failed", store=store, order_id=source_order_id,
+                        error=str(exc)[:300])
+
+    return after_create
+
+
+def build_pusher(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    wiredplus_transport: httpx.BaseTransport | None = None,
+    create_schema: bool = False,
+) -> tuple[Pusher, Ledger, WiredPlusClient]:
+    """What a worker needs: ledger + WiredPlus. Serves every store and source in the ledger;
+    needs only the WiredPlus credentials."""
+    settings.require_credentials(source=False)
+    clock = clock or SystemClock()
+    log = get_logger("ordersync")
+    ledger = _open_ledger(settings, create_schema)
+    _, wp_limiter = _limiters(settings, clock)
+    wiredplus = _wiredplus(settings, clock, wp_limiter, wiredplus_transport)
+    return _pusher(settings, ledger, wiredplus, clock, log), ledger, wiredplus
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    shopwired_transport: httpx.BaseTransport | None = None,
+    wiredplus_transport: httpx.BaseTransport | None = None,
+    elasticpath_transport: httpx.BaseTransport | None = None,
+    dispatcher: Dispatcher | None = None,
+    create_schema: bool = True,
+) -> Runtime:
+    """Assemble one store's sync for ``settings``. Raises ConfigError for missing
+    credentials (named) or a database schema this version cannot use."""
+    settings.require_credentials()
+    clock = clock or SystemClock()
+    log = get_logger("ordersync")
+    status_map = load_status_map(settings)
+    ledger = _open_ledger(settings, create_schema)
+    src_limiter, wp_limiter = _limiters(settings, clock)
+    source, ep_client = _source(settings, clock, src_limiter, shopwired_transport,
+                                elasticpath_transport)
+    wiredplus = _wiredplus(settings, clock, wp_limiter, wiredplus_transport)
+    pusher = _pusher(settings, ledger, wiredplus, clock, log,
+                     after_create=_write_back(settings, ep_client, log))
     ingestor = Ingestor(
         ledger=ledger,
         source=source,
@@ -153,6 +241,9 @@ def build_runtime(
     )
     dispatcher = dispatcher or InlineDispatcher(pusher)
     inbox = WebhookInbox(ledger, clock)
+    # Elastic Path's scan is on updated_at, so it sees every change; refreshing by id would
+    # cost one call per order there.
+    refresh_calls = settings.refresh_calls_per_pass if settings.source == "shopwired" else 0
     poller = Poller(
         ledger=ledger,
         source=source,
@@ -162,7 +253,7 @@ def build_runtime(
         policy=PollPolicy(
             overlap=settings.window_overlap,
             settle=settings.settle_delay,
-            refresh_calls_per_pass=settings.refresh_calls_per_pass,
+            refresh_calls_per_pass=refresh_calls,
             refresh_horizon=settings.refresh_horizon,
             close_deleted=settings.deleted_policy == "close",
         ),
@@ -179,7 +270,6 @@ def build_runtime(
         clock=clock,
         ledger=ledger,
         source=source,
-        shopwired=shopwired,
         wiredplus=wiredplus,
         pusher=pusher,
         ingestor=ingestor,

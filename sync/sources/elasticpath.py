@@ -864,6 +864,8 @@ class ElasticPathSource:
 
     name = SOURCE
 
+    window_field = "updated"  # the poller's watermark follows updated_at
+
     def __init__(self, client: ElasticPathClient, *, page_limit: int = MAX_PAGE_LIMIT) -> None:
         self.client = client
         self.page_limit = page_limit
