@@ -119,7 +119,7 @@ class _Stopper:
 def run() -> None:
     """Poll forever. With REDIS_URL set it enqueues pushes for workers, else pushes in-process."""
     settings = _settings()
-    from sync.service.poller import PassInterrupted
+    from sync.service.daemon import run_forever
 
     rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
     stopper = _Stopper()
@@ -135,17 +135,10 @@ def run() -> None:
         poll_interval=settings.poll_interval,
     )
     try:
-        while not stopper.event.is_set():
-            try:
-                rt.poller.run_pass()
-            except PassInterrupted:
-                break
-            except FatalError as exc:
-                rt.log.critical("daemon.fatal", error=str(exc))
-                raise _fail(str(exc)) from None
-            except Exception as exc:
-                rt.log.error("pass.failed", error=f"{type(exc).__name__}: {exc}"[:500])
-            stopper.event.wait(settings.poll_interval)
+        run_forever(rt, settings.poll_interval, stopper.event)
+    except FatalError as exc:
+        rt.log.critical("daemon.fatal", error=str(exc))
+        raise _fail(str(exc)) from None
     finally:
         rt.close()
     rt.log.info("daemon.stop", store=settings.store)

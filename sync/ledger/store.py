@@ -19,7 +19,6 @@ from typing import Any
 
 from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import NullPool
 
 from sync.ledger.models import (
     Base,
@@ -41,8 +40,11 @@ LAST_AUDIT = "last_audit"  # JSON: how the last pass spent its ShopWired calls
 def make_engine(url: str) -> Engine:
     """Engine with sane settings for concurrent workers (WAL + busy timeout on SQLite)."""
     if url.startswith("sqlite"):
+        # A small pool per process (connections are opened after a fork, never shared):
+        # reconnecting per transaction costs more than the push itself.
         engine = create_engine(
-            url, connect_args={"timeout": 30, "check_same_thread": False}, poolclass=NullPool
+            url, connect_args={"timeout": 30, "check_same_thread": False},
+            pool_size=5, max_overflow=10,
         )
 
         @event.listens_for(engine, "connect")

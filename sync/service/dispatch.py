@@ -46,8 +46,11 @@ class InlineDispatcher:
 
 @dataclass
 class QueueDispatcher:
-    """Broker mode: hand each order to ``send`` (a Celery ``delay``), at most once per
-    ``cooldown`` seconds per order so a slow queue is not flooded by the sweeper."""
+    """Broker mode: hand each order to ``send`` (a Celery ``delay``).
+
+    ``dispatch`` (a change was just recorded) always sends. ``sweep`` (the per-pass re-dispatch
+    of everything still due) sends an order at most once per ``cooldown`` seconds, so a slow
+    queue is not flooded while a lost message is still re-sent within a cooldown."""
 
     send: Callable[[str, str], None]
     clock: Clock
@@ -56,6 +59,13 @@ class QueueDispatcher:
     sent: int = 0
 
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
+        now = self.clock.monotonic()
+        for ref in dict.fromkeys(refs):
+            self.send(store, ref)
+            self._recent[(store, ref)] = now
+            self.sent += 1
+
+    def sweep(self, store: str, refs: Sequence[str]) -> None:
         now = self.clock.monotonic()
         if len(self._recent) > 200_000:
             self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}

@@ -1,0 +1,37 @@
+"""The daemon loop: a full pass every poll interval, and in between a quick look at the
+webhook inbox every ``tick`` seconds, so a webhook-announced change is synced within about a
+second instead of waiting for the next pass.
+
+Contract: returns when ``stop`` is set (after the current step; a pass interrupted by the stop
+keeps everything it committed). A ``FatalError`` propagates (bad credentials must stop the
+daemon loudly); any other failure is logged and retried at the next interval.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from sync.errors import FatalError
+from sync.service.poller import PassInterrupted
+
+
+def run_forever(rt: Any, interval: float, stop: threading.Event, *, tick: float = 0.25) -> None:
+    poller = rt.poller
+    clock = rt.clock
+    next_full = clock.monotonic()
+    while not stop.is_set():
+        now = clock.monotonic()
+        try:
+            if now >= next_full:
+                next_full = now + interval
+                poller.run_pass()
+            elif poller.inbox is not None and poller.inbox.pending_refreshes(poller.store, 1):
+                poller.run_webhook_pass()
+        except PassInterrupted:
+            return
+        except FatalError:
+            raise
+        except Exception as exc:
+            rt.log.error("pass.failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        stop.wait(max(0.0, min(tick, next_full - clock.monotonic())))
