@@ -27,7 +27,7 @@ from sqlalchemy import update
 from sync import metrics
 from sync.clock import Clock
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
-from sync.errors import RetryableError, SkippableError
+from sync.errors import FatalError, RetryableError, SkippableError
 from sync.ledger.models import OrderRow
 from sync.ledger.store import (
     LAST_AUDIT,
@@ -181,11 +181,28 @@ class Poller:
         try:
             self.refresh_budget()
             self.refresh_statuses()
-            self._webhook_refreshes(report)
-            self._scan_new(report, now)
-            self._refresh_open(report)
-            self._dispatch_due(report)
-            self._audit_if_due(report)
+            # Each step stands on its own: a failure in one (say a page ShopWired keeps
+            # answering with broken JSON) must not stop the others from delivering what is
+            # already known. The first failure is re-raised at the end; fatal ones at once.
+            failure: Exception | None = None
+            steps: tuple[Callable[[], None], ...] = (
+                lambda: self._webhook_refreshes(report),
+                lambda: self._scan_new(report, now),
+                lambda: self._refresh_open(report),
+                lambda: self._dispatch_due(report),
+                lambda: self._audit_if_due(report),
+            )
+            for step in steps:
+                try:
+                    step()
+                except (PassInterrupted, FatalError):
+                    raise
+                except Exception as exc:
+                    self.log.error("pass.step_failed", store=self.store,
+                                   error=f"{type(exc).__name__}: {exc}"[:500])
+                    failure = failure or exc
+            if failure is not None:
+                raise failure
         except PassInterrupted:
             self.log.info("pass.interrupted", store=self.store, reason="stop requested")
             raise

@@ -187,3 +187,29 @@ def test_bad_wiredplus_credentials_stop_the_pass_loudly(db_url: str) -> None:
         assert rt.ledger.counts(rt.settings.store).orders[OrderState.DEAD] == 0
     finally:
         rt.close()
+
+
+def test_a_broken_new_order_page_does_not_stop_refreshes_and_deliveries(
+    harness: Harness,
+) -> None:
+    harness.run()
+    oid = sorted(_in_scope(harness))[2]
+    shipped = harness.sb.shopwired.status_by_name("Shipped")
+    assert shipped is not None
+    harness.sb.shopwired.set_status(int(oid), shipped["id"])
+    source = harness.rt.poller.source
+
+    class BrokenScan:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(source, name)
+
+        def new_order_pages(self, window: Any) -> Iterator[list[Any]]:
+            raise ValueError("ShopWired sent a page that is not JSON")
+            yield []
+
+    harness.rt.poller.source = BrokenScan()  # type: ignore[assignment]
+    with pytest.raises(ValueError):
+        harness.rt.poller.run_pass()
+    # the refresh of open orders still ran and the change was delivered
+    assert [e["event_type"] for e in harness.wp_events_for(oid)] == ["dispatched"]
+    assert harness.rt.ledger.get_cursor(harness.store, "last_pass_error")
