@@ -18,6 +18,7 @@ RUN useradd --system --uid 10001 --home-dir /data --create-home ordersync
 COPY --from=build /opt/venv /opt/venv
 USER ordersync
 WORKDIR /data
+EXPOSE 8080 9108
 HEALTHCHECK --interval=60s --timeout=10s --start-period=30s --retries=3 \
   CMD ["ordersync", "health"]
 ENTRYPOINT ["ordersync"]

@@ -100,3 +100,19 @@ def test_dockerfile_copies_every_package():
     text = (ROOT / "Dockerfile").read_text()
     for pkg in ("sync", "workers", "config"):
         assert f"COPY {pkg} ./{pkg}" in text
+
+
+def test_the_installed_package_carries_migrations_and_status_maps(tmp_path: Path) -> None:
+    """The image installs with `pip install .` (not editable): everything the app reads at
+    run time must be inside the wheel."""
+    import zipfile
+
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-q",
+                        "-w", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    (wheel,) = tmp_path.glob("ordersync-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for needed in ("config/status_map.toml", "config/elasticpath_status_map.toml",
+                   "sync/ledger/migrations/env.py",
+                   "sync/ledger/migrations/versions/0001_initial.py", "workers/app.py"):
+        assert needed in names, needed
