@@ -209,16 +209,23 @@ class Pusher:
     def _fail_retry(
         self, store: str, row: OrderRow, owner: str, exc: RetryableError, result: PushResult
     ) -> None:
-        attempts = row.attempts + 1
-        if is_exhausted(attempts, self.policy.max_attempts):
+        # Being throttled (429, or our own budget for the hour is spent) says nothing about
+        # this order: wait as told, without spending one of its attempts.
+        throttled = exc.status == 429 or "rate budget" in exc.message
+        attempts = row.attempts + (0 if throttled else 1)
+        if not throttled and is_exhausted(attempts, self.policy.max_attempts):
             self._dead_letter(
                 store, row, owner, f"gave up after {attempts} attempts: {exc}", result, attempts
             )
             return
         now = self.clock.now()
-        delay = retry_delay(
-            attempts, base=self.policy.retry_base, retry_after=exc.retry_after, rng=self.rng
-        )
+        if throttled:
+            seconds = exc.retry_after if exc.retry_after is not None else 60.0
+            delay = timedelta(seconds=seconds * (1 + self.rng.uniform(0, 0.1)))
+        else:
+            delay = retry_delay(
+                attempts, base=self.policy.retry_base, retry_after=exc.retry_after, rng=self.rng
+            )
         with self.ledger.session() as s:
             s.execute(
                 update(OrderRow)

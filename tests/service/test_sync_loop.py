@@ -213,3 +213,16 @@ def test_a_broken_new_order_page_does_not_stop_refreshes_and_deliveries(
     # the refresh of open orders still ran and the change was delivered
     assert [e["event_type"] for e in harness.wp_events_for(oid)] == ["dispatched"]
     assert harness.rt.ledger.get_cursor(harness.store, "last_pass_error")
+
+
+def test_a_429_storm_delays_orders_without_burning_their_attempts(harness: Harness) -> None:
+    wp = harness.sb.wiredplus
+    wp.faults.throttle_storm_until = harness.clock.monotonic() + 1800
+    harness.run()
+    rows = list(harness.orders().values())
+    assert rows and all(r.state == OrderState.PENDING and r.attempts == 0 for r in rows)
+    for _ in range(40):
+        harness.run(gap=120)
+    counts = harness.rt.ledger.counts(harness.store)
+    assert counts.orders[OrderState.SYNCED] == len(_in_scope(harness))
+    assert counts.orders[OrderState.DEAD] == 0
