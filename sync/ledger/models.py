@@ -67,6 +67,7 @@ class OrderRow(Base):
         UniqueConstraint("store", "ref", name="uq_ledger_orders_store_ref"),
         Index("ix_ledger_orders_due", "store", "state", "next_attempt_at"),
         Index("ix_ledger_orders_refresh", "store", "terminal", "last_checked_at"),
+        Index("ix_ledger_orders_refresh_due", "store", "terminal", "refresh_due_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -77,6 +78,8 @@ class OrderRow(Base):
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # when polling should read it again (sync.domain.freshness); None = as soon as possible
+    refresh_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status_id: Mapped[str | None] = mapped_column(String(64))

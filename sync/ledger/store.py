@@ -233,20 +233,22 @@ class Ledger:
             )
 
     def refresh_candidates(
-        self, store: str, *, created_after: datetime, limit: int
+        self, store: str, *, created_after: datetime, limit: int, now: datetime | None = None
     ) -> list[tuple[str, str]]:
-        """Open (non-terminal) orders, least recently checked first: (ref, shop order id)."""
+        """Open (non-terminal) orders whose freshness target has passed, most overdue first:
+        (ref, shop order id). Without ``now`` every open order is a candidate."""
         with self.session() as s:
+            q = select(OrderRow.ref, OrderRow.source_order_id).where(
+                OrderRow.store == store,
+                OrderRow.terminal.is_(False),
+                OrderRow.deleted.is_(False),
+                or_(OrderRow.created_at.is_(None), OrderRow.created_at >= created_after),
+            )
+            if now is not None:
+                q = q.where(or_(OrderRow.refresh_due_at.is_(None), OrderRow.refresh_due_at <= now))
             rows = s.execute(
-                select(OrderRow.ref, OrderRow.source_order_id)
-                .where(
-                    OrderRow.store == store,
-                    OrderRow.terminal.is_(False),
-                    OrderRow.deleted.is_(False),
-                    or_(OrderRow.created_at.is_(None), OrderRow.created_at >= created_after),
-                )
-                .order_by(OrderRow.last_checked_at, OrderRow.id)
-                .limit(limit)
+                q.order_by(OrderRow.refresh_due_at.is_not(None), OrderRow.refresh_due_at,
+                           OrderRow.id).limit(limit)
             )
             return [(r[0], r[1]) for r in rows]
 
@@ -368,6 +370,7 @@ class Ledger:
             for row in s.scalars(q):
                 if row.state == OrderState.SKIPPED:
                     row.last_checked_at = datetime(1970, 1, 1, tzinfo=now.tzinfo)
+                    row.refresh_due_at = None
                     self.log(s, store, row.ref, now, "replay", "re-read from the shop")
                     revived.append(row.ref)
                     continue

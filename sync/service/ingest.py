@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sync.domain.events import KnownState, decide_events, known_state
+from sync.domain.freshness import refresh_due
 from sync.domain.mapping import (
     MappingContext,
     api_reference_id,
@@ -133,6 +134,7 @@ class Ingestor:
                     and previous == new_state
                 ):
                     row.last_checked_at = now
+                    row.refresh_due_at = refresh_due(row.order_status, now)
                     result.unchanged += 1
                     continue
                 decisions = decide_events(
@@ -176,6 +178,7 @@ class Ingestor:
                 row.status_id = p.order.status.id
                 row.status_name = p.order.status.name[:100]
                 row.order_status = p.resolution.order_status
+                row.refresh_due_at = refresh_due(row.order_status, now)
                 row.terminal = p.resolution.terminal
                 row.refund_keys = json.dumps(sorted(new_state.refund_keys))
                 if row.content_hash != p.digest or row.payload is None:
@@ -228,6 +231,7 @@ class Ingestor:
         reason = p.error or "unmappable"
         if row is not None and row.state == OrderState.SKIPPED and row.last_error == reason:
             row.last_checked_at = now
+            row.refresh_due_at = refresh_due(None, now)
             return
         self.log.warning("order.skipped", store=self.store, ref=p.ref, reason=reason)
         if row is None:
@@ -248,6 +252,7 @@ class Ingestor:
         row.state = OrderState.SKIPPED
         row.last_error = reason
         row.last_checked_at = now
+        row.refresh_due_at = refresh_due(None, now)
         row.changed_at = now
         row.content_hash = None  # so a corrected order is treated as changed
         self.ledger.log(s, self.store, p.ref, now, "skipped", reason)

@@ -390,6 +390,10 @@ class Poller:
             self.store,
             created_after=now - self.policy.refresh_horizon,
             limit=budget * IDS_PER_CALL,
+            # Without healthy webhooks polling is the only way to notice a change: every open
+            # order is a candidate, most overdue first. With them, only orders past their
+            # freshness target (sync.domain.freshness) — polling is the safety net.
+            now=now if report.webhooks_healthy else None,
         )
         # Orders just read by the new-order scan are fresh already.
         candidates = [c for c in candidates if c[1] not in report.new.seen_ids]
@@ -413,7 +417,7 @@ class Poller:
             s.execute(
                 update(OrderRow)
                 .where(OrderRow.store == self.store, OrderRow.ref.in_(list(refs)))
-                .values(last_checked_at=now)
+                .values(last_checked_at=now, refresh_due_at=now + timedelta(hours=1))
                 .execution_options(synchronize_session=False)
             )
         self.log.info("orders.missing", store=self.store, count=len(refs), refs=list(refs)[:20])

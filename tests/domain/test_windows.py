@@ -57,3 +57,14 @@ def test_split_range_covers_every_second_once(start, length, chunk):
     assert parts[0].start == a and parts[-1].end == b
     for x, y in itertools.pairwise(parts):
         assert y.start == x.end + timedelta(seconds=1)
+
+
+def test_freshness_targets_follow_how_soon_a_status_changes() -> None:
+    from datetime import UTC, datetime
+
+    from sync.domain.freshness import refresh_due
+
+    t = datetime(2026, 1, 1, tzinfo=UTC)
+    assert refresh_due("awaiting-payment", t) < refresh_due("shipped", t) < refresh_due(
+        "completed", t)
+    assert refresh_due(None, t) == refresh_due("made-up", t)

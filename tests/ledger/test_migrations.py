@@ -21,7 +21,7 @@ from alembic.script import ScriptDirectory
 
 from sync.errors import ConfigError
 from sync.ledger import schema
-from sync.ledger.models import Base, CursorRow, OrderRow
+from sync.ledger.models import Base, CursorRow
 from sync.ledger.store import Ledger, make_engine
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
@@ -217,10 +217,11 @@ def test_check_schema_passes_at_head(db_url: str) -> None:
 def test_create_all_database_is_adopted_by_upgrade(db_url: str) -> None:
     ledger = Ledger(db_url)
     try:
-        Base.metadata.create_all(ledger.engine)  # what versions before migrations did
-        with ledger.session() as s:
-            s.add(OrderRow(store="s1", ref="r1", source_order_id="1", first_seen_at=NOW,
-                           last_checked_at=NOW, changed_at=NOW, state="pending"))
+        _pre_migration_database(db_url)
+        execute(db_url, "INSERT INTO ledger_orders (store, ref, source_order_id, first_seen_at,"
+                " last_checked_at, changed_at, state, terminal, refund_keys, version, attempts,"
+                " deleted) VALUES ('s1', 'r1', '1', '2026-01-15 12:00:00', '2026-01-15 12:00:00',"
+                " '2026-01-15 12:00:00', 'pending', false, '[]', 1, 0, false)")
         with pytest.raises(ConfigError, match="created without migrations: run `ordersync"):
             schema.check_schema(db_url)
 
@@ -231,6 +232,7 @@ def test_create_all_database_is_adopted_by_upgrade(db_url: str) -> None:
         assert model_diff(db_url) == []
         order = ledger.get_order("s1", "r1")
         assert order is not None and order.first_seen_at == NOW
+        assert order.refresh_due_at == NOW  # 0002 starts it at last_checked_at
     finally:
         ledger.dispose()
 
@@ -249,12 +251,15 @@ def test_partial_create_all_database_is_not_adopted(db_url: str) -> None:
     assert schema.current_revision(db_url) is None
 
 
+def _pre_migration_database(db_url: str) -> None:
+    """What versions before migrations made with ``create_all``: the 0001 schema, no
+    version table."""
+    schema.upgrade(db_url, "0001")
+    execute(db_url, "DROP TABLE alembic_version")
+
+
 def test_mismatched_columns_are_not_adopted(db_url: str) -> None:
-    engine = make_engine(db_url)
-    try:
-        Base.metadata.create_all(engine)
-    finally:
-        engine.dispose()
+    _pre_migration_database(db_url)
     execute(db_url, "ALTER TABLE ledger_log ADD COLUMN extra INTEGER")
     with pytest.raises(ConfigError, match="ledger_log has unexpected extra"):
         schema.upgrade(db_url)

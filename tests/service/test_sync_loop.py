@@ -54,6 +54,7 @@ def test_status_change_sends_exactly_one_event_however_many_passes_see_it(
     shipped = harness.sb.shopwired.status_by_name("Shipped")
     assert shipped is not None
     harness.sb.shopwired.set_status(int(oid), shipped["id"], tracking_url="https://t.example/1")
+    harness.clock.advance(13 * 3600)  # past every freshness target
     harness.run(passes=4)
     events = [e for e in harness.wp_events_for(oid) if e["event_type"] == "dispatched"]
     assert len(events) == 1
@@ -65,6 +66,7 @@ def test_a_refund_becomes_one_refunded_event(harness: Harness) -> None:
     harness.run()
     oid = sorted(_in_scope(harness))[1]
     harness.sb.shopwired.add_refund(int(oid), "1.50", "Returned item")
+    harness.clock.advance(13 * 3600)
     harness.run(passes=3)
     refunded = [e for e in harness.wp_events_for(oid) if e["event_type"] == "refunded"]
     assert len(refunded) == 1
@@ -197,6 +199,7 @@ def test_a_broken_new_order_page_does_not_stop_refreshes_and_deliveries(
     shipped = harness.sb.shopwired.status_by_name("Shipped")
     assert shipped is not None
     harness.sb.shopwired.set_status(int(oid), shipped["id"])
+    harness.clock.advance(13 * 3600)
     source = harness.rt.poller.source
 
     class BrokenScan:
@@ -226,3 +229,25 @@ def test_a_429_storm_delays_orders_without_burning_their_attempts(harness: Harne
     counts = harness.rt.ledger.counts(harness.store)
     assert counts.orders[OrderState.SYNCED] == len(_in_scope(harness))
     assert counts.orders[OrderState.DEAD] == 0
+
+
+def test_the_refresh_budget_goes_to_orders_whose_status_changes_soonest(
+    harness: Harness,
+) -> None:
+    harness.run()
+    harness.clock.advance(15 * 60)
+    now = harness.clock.now()
+    # (the poller uses these targets while webhooks are healthy; without, it reads every
+    # open order each pass, most overdue first)
+    due = {ref for ref, _ in harness.rt.ledger.refresh_candidates(
+        harness.store, created_after=now - timedelta(days=90), limit=10_000, now=now)}
+    rows = {r.ref: r for r in harness.rt.ledger.all_orders(harness.store)}
+    statuses = {rows[ref].order_status for ref in due}
+    assert statuses and statuses <= {"awaiting-payment", "processing", "pending",
+                                     "awaiting-fulfillment", "under-review", "unknown"}
+    assert not any(rows[ref].order_status in ("shipped", "completed") for ref in due)
+    harness.clock.advance(13 * 3600)
+    now = harness.clock.now()
+    later = {ref for ref, _ in harness.rt.ledger.refresh_candidates(
+        harness.store, created_after=now - timedelta(days=90), limit=10_000, now=now)}
+    assert any(rows[ref].order_status in ("shipped", "completed") for ref in later)
