@@ -739,9 +739,21 @@ def sandbox(
     activity: Annotated[float, typer.Option(help="Seconds between activity ticks (0 = off).")] = 5,
     port_shopwired: Annotated[int, typer.Option(help="ShopWired port (0 = free).")] = 8081,
     port_wiredplus: Annotated[int, typer.Option(help="WiredPlus port (0 = free).")] = 8082,
+    print_env: Annotated[
+        bool, typer.Option("--print-env", help="Only print the export lines, serve nothing.")
+    ] = False,
 ) -> None:
     """Serve the ShopWired and WiredPlus simulators until interrupted."""
     from sync.service.demo import serve_sandbox
+
+    if print_env:
+        typer.echo(
+            f"export SHOPWIRED_BASE_URL=http://127.0.0.1:{port_shopwired}/v1 "
+            "SHOPWIRED_API_KEY=sandbox-key SHOPWIRED_API_SECRET=sandbox-secret\n"
+            f"export WIREDPLUS_BASE_URL=http://127.0.0.1:{port_wiredplus}/v1 "
+            "WIREDPLUS_API_USER=sandbox WIREDPLUS_API_KEY=sandbox-key"
+        )
+        return
 
     serve_sandbox(orders=orders, seed=seed, activity=activity,
                   ports=(port_shopwired, port_wiredplus), console=out)

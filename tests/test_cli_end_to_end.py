@@ -97,6 +97,8 @@ def test_poll_once_in_embedded_mode_syncs_everything_and_status_reports_it(
     assert served.shopwired_credentials[1] not in blob
     assert served.wiredplus_credentials[1] not in blob
     assert "@" not in "".join(json.dumps(p) for p in pushes).replace("***@", "")
+    health = _run(["health"], env)
+    assert health.returncode == 0, health.stderr
     status = _run(["status", "--json"], env)
     assert status.returncode == 0, status.stderr
     data = json.loads(status.stdout)
@@ -217,3 +219,20 @@ def test_roles_refuse_an_unmigrated_database_with_one_clear_line(
     assert _run(["migrate"], env).returncode == 0
     health = _run(["health", "--no-pass-check"], env)
     assert health.returncode == 0, health.stderr
+
+
+def test_health_fails_when_no_pass_ever_succeeded(served: Sandbox, tmp_path: Path) -> None:
+    env = _env_for(served, f"sqlite:///{tmp_path / 'h.db'}")
+    assert _run(["migrate"], env).returncode == 0
+    res = _run(["health"], env)
+    assert res.returncode == 1 and "no successful pass yet" in res.stderr
+
+
+def test_sandbox_print_env_matches_the_served_credentials() -> None:
+    res = _run(["sandbox", "--print-env", "--port-shopwired", "1", "--port-wiredplus", "2"],
+               _base_env())
+    assert res.returncode == 0
+    sb = Sandbox()
+    assert f"SHOPWIRED_API_SECRET={sb.shopwired_credentials[1]}" in res.stdout
+    assert f"WIREDPLUS_API_USER={sb.wiredplus_credentials[0]}" in res.stdout
+    assert "http://127.0.0.1:1/v1" in res.stdout
