@@ -95,7 +95,10 @@ def _dispatcher_for(settings: Settings, runtime_clock: Any = None) -> Any:
     def send(store: str, ref: str) -> None:
         celery.send_task("ordersync.push_order", args=[store, ref])
 
-    return QueueDispatcher(send=send, clock=runtime_clock or SystemClock())
+    def send_many(store: str, refs: list[str]) -> None:
+        celery.send_task("ordersync.push_orders", args=[store, refs])
+
+    return QueueDispatcher(send=send, send_many=send_many, clock=runtime_clock or SystemClock())
 
 
 class _Stopper:
@@ -581,6 +584,7 @@ def worker(
 
     wa.app = make_app(settings.redis_url)
     wa.app.register_task(wa.push_order)
+    wa.app.register_task(wa.push_orders)
     wa.app.worker_main(
         ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
          "--prefetch-multiplier=1", "-Q", "ordersync", "--without-gossip", "--without-mingle"]

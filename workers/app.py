@@ -17,6 +17,7 @@ from celery.signals import worker_process_shutdown
 from config.settings import load_settings
 
 PUSH_TASK = "ordersync.push_order"
+PUSH_MANY_TASK = "ordersync.push_orders"
 
 
 def make_app(broker_url: str | None = None) -> Celery:
@@ -83,6 +84,26 @@ def push_order(store: str, ref: str) -> str:
     except FatalError as exc:
         runtime.log.critical("worker.fatal", error=str(exc), hint="fix the configuration")
         raise
+
+
+@app.task(name=PUSH_MANY_TASK, acks_late=True, reject_on_worker_lost=True,  # type: ignore[untyped-decorator]
+          ignore_result=True)
+def push_orders(store: str, refs: list[str]) -> dict[str, int]:
+    """Push several orders of ``store`` one after the other (one broker message for all).
+    Redelivered after a crash, the ones already synced are simply not due any more."""
+    from collections import Counter
+
+    from sync.errors import FatalError
+
+    runtime = _get_runtime()
+    outcomes: Counter[str] = Counter()
+    try:
+        for ref in refs:
+            outcomes[str(runtime.pusher.push(store, ref).outcome)] += 1
+    except FatalError as exc:
+        runtime.log.critical("worker.fatal", error=str(exc), hint="fix the configuration")
+        raise
+    return dict(outcomes)
 
 
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]

@@ -57,26 +57,39 @@ class QueueDispatcher:
     cooldown: float = 120.0
     _recent: dict[tuple[str, str], float] = field(default_factory=dict)
     sent: int = 0
+    # One broker message per ``batch`` orders (a worker pushes them one by one): the broker
+    # round trips per order drop from one to 1/batch. None = one message per order.
+    send_many: Callable[[str, list[str]], None] | None = None
+    batch: int = 20
+
+    def _send(self, store: str, refs: list[str]) -> None:
+        if self.send_many is None:
+            for ref in refs:
+                self.send(store, ref)
+        else:
+            for i in range(0, len(refs), self.batch):
+                self.send_many(store, refs[i : i + self.batch])
+        self.sent += len(refs)
 
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
         now = self.clock.monotonic()
-        for ref in dict.fromkeys(refs):
-            self.send(store, ref)
+        unique = list(dict.fromkeys(refs))
+        for ref in unique:
             self._recent[(store, ref)] = now
-            self.sent += 1
+        self._send(store, unique)
 
     def sweep(self, store: str, refs: Sequence[str]) -> None:
         now = self.clock.monotonic()
         if len(self._recent) > 200_000:
             self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}
+        due: list[str] = []
         for ref in dict.fromkeys(refs):
-            key = (store, ref)
-            last = self._recent.get(key)
+            last = self._recent.get((store, ref))
             if last is not None and now - last < self.cooldown:
                 continue
-            self.send(store, ref)
-            self._recent[key] = now
-            self.sent += 1
+            self._recent[(store, ref)] = now
+            due.append(ref)
+        self._send(store, due)
 
     def forget(self, store: str, ref: str) -> None:
         self._recent.pop((store, ref), None)
