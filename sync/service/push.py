@@ -117,24 +117,24 @@ class Pusher:
             if row.wiredplus_id is None and self.after_create is not None:
                 self.after_create(store, row.source_order_id, wiredplus_id)
             result.order_call = "updated" if row.wiredplus_id else "created"
-            now = self.clock.now()
-            with self.ledger.session() as s:
-                s.execute(
-                    update(OrderRow)
-                    .where(self.ledger.owner_filter(store, row.ref, owner))
-                    .values(wiredplus_id=wiredplus_id, pushed_hash=row.content_hash)
-                    .execution_options(synchronize_session=False)
-                )
-                self.ledger.log(s, store, row.ref, now, "pushed", {"wiredplus_id": wiredplus_id})
+            pushed = {"wiredplus_id": wiredplus_id, "pushed_hash": row.content_hash}
+        else:
+            pushed = {}
         while True:
             with self.ledger.session() as s:
                 events = self.ledger.pending_events(s, store, row.ref)
+                if events and pushed:
+                    # Record the UpdateOrder before its events go out (they reference its id).
+                    self._record_pushed(s, store, row.ref, owner, pushed)
+                    pushed = {}
             if not events:
                 break
             for ev in events:
                 self._send_event(store, row.ref, ev, wiredplus_id, result)
         now = self.clock.now()
         with self.ledger.session() as s:
+            if pushed:  # no event: the push is recorded with the state, in one transaction
+                self._record_pushed(s, store, row.ref, owner, pushed)
             # Synced only if nothing changed since the claim and no event is waiting.
             res = s.execute(
                 update(OrderRow)
@@ -169,6 +169,18 @@ class Pusher:
                     .execution_options(synchronize_session=False)
                 )
                 result.outcome = "requeued"
+
+    def _record_pushed(
+        self, s: Any, store: str, ref: str, owner: str, pushed: dict[str, Any]
+    ) -> None:
+        s.execute(
+            update(OrderRow)
+            .where(self.ledger.owner_filter(store, ref, owner))
+            .values(**pushed)
+            .execution_options(synchronize_session=False)
+        )
+        self.ledger.log(s, store, ref, self.clock.now(), "pushed",
+                        {"wiredplus_id": pushed["wiredplus_id"]})
 
     def _send_event(
         self, store: str, ref: str, ev: EventRow, wiredplus_id: str, result: PushResult
