@@ -585,10 +585,19 @@ def worker(
     wa.app = make_app(settings.redis_url)
     wa.app.register_task(wa.push_order)
     wa.app.register_task(wa.push_orders)
+    from celery.signals import worker_shutting_down
+
+    asked = threading.Event()  # set on SIGTERM/SIGINT/SIGQUIT (warm or cold shutdown)
+    worker_shutting_down.connect(lambda **_: asked.set(), weak=False)
     wa.app.worker_main(
         ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
          "--prefetch-multiplier=1", "-Q", "ordersync", "--without-gossip", "--without-mingle"]
     )
+    if not asked.is_set():
+        # Celery returns normally after an unrecoverable error (e.g. the broker vanished
+        # mid-reconnect): say so and exit non-zero, so every supervisor restarts the worker.
+        raise _fail("the Celery worker stopped without being asked to (lost broker "
+                    "connection?); exiting 1 so that it is restarted", 1)
 
 
 @app.command()

@@ -209,10 +209,18 @@ class Ledger:
 
     def due_refs(self, store: str, now: datetime, limit: int = 10_000) -> list[str]:
         """Orders that should be pushed now (pending, due, not leased by a live worker)."""
+        return [ref for ref, _ in self.due_work(store, now, limit)]
+
+    def due_work(
+        self, store: str, now: datetime, limit: int = 10_000
+    ) -> list[tuple[str, tuple[int, int]]]:
+        """Like :meth:`due_refs`, each with a stamp ``(version, attempts)`` that changes
+        whenever there is new work for the order (a change, or a failed attempt)."""
         with self.session() as s:
-            return list(
-                s.scalars(
-                    select(OrderRow.ref)
+            return [
+                (r[0], (int(r[1] or 0), int(r[2] or 0)))
+                for r in s.execute(
+                    select(OrderRow.ref, OrderRow.version, OrderRow.attempts)
                     .where(
                         OrderRow.store == store,
                         OrderRow.state == OrderState.PENDING,
@@ -222,7 +230,7 @@ class Ledger:
                     .order_by(OrderRow.next_attempt_at.asc().nulls_first(), OrderRow.id)
                     .limit(limit)
                 )
-            )
+            ]
 
     def next_due_at(self, store: str) -> datetime | None:
         with self.session() as s:

@@ -856,7 +856,7 @@ class ElasticPathSimulator:
         if raw is None or raw == "":
             return default
         text = raw.strip()
-        if not (text.isdigit() or (text.startswith("-") and text[1:].isdigit())):
+        if not (text.isdecimal() or (text.startswith("-") and text[1:].isdecimal())):
             raise _ApiError(400, "Bad Request", f"{name} must be an integer")
         return int(text)
 
@@ -965,7 +965,7 @@ class ElasticPathSimulator:
                 raise bad
             return lambda oid: self.orders[oid].get(field) == value
         if field in _AMOUNT_FIELDS:
-            if op == "eq" or not (value.isdigit() or (value[1:].isdigit() and value[0] == "-")):
+            if op == "eq" or not (value.isdecimal() or (value[1:].isdecimal() and value[0] == "-")):
                 raise bad
             number = int(value)
             return lambda oid: (a := self._amount(oid, field)) is not None and fn(a, number)
@@ -973,7 +973,7 @@ class ElasticPathSimulator:
 
     def _filter_time(self, value: str) -> datetime | None:
         value = value.strip()
-        if value.isdigit():
+        if value.isdecimal():
             try:
                 return datetime.fromtimestamp(int(value) / 1000, tz=UTC)
             except (OverflowError, OSError, ValueError):

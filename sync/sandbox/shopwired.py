@@ -138,7 +138,7 @@ def _int_param(params: httpx.QueryParams, name: str, *, minimum: int | None = No
     if raw is None or raw == "":
         return None
     text = raw.strip()
-    if not (text.isdigit() or (text.startswith("-") and text[1:].isdigit())):
+    if not (text.isdecimal() or (text.startswith("-") and text[1:].isdecimal())):
         raise _BadRequest(400, f"Invalid value for parameter '{name}': must be an integer")
     value = int(text)
     if minimum is not None and value < minimum:
@@ -433,7 +433,7 @@ class ShopWiredSimulator:
             return f"{method} /v1/orders/count", None
         if parts == ["order-statuses"]:
             return f"{method} /v1/order-statuses", None
-        if len(parts) in (2, 3) and parts[0] == "orders" and parts[1].isdigit():
+        if len(parts) in (2, 3) and parts[0] == "orders" and parts[1].isdecimal():
             if len(parts) == 2:
                 return f"{method} /v1/orders/{{id}}", int(parts[1])
             if parts[2] == "status":
@@ -554,7 +554,7 @@ class ShopWiredSimulator:
                 part = part.strip()
                 if not part:
                     continue
-                if not part.isdigit():
+                if not part.isdecimal():
                     raise _BadRequest(400, "Invalid value for parameter 'ids': integers only")
                 ids.append(int(part))
             if len(ids) > MAX_IDS:

@@ -129,4 +129,4 @@ class Auditor:
 
 
 def _num(oid: str) -> tuple[int, str]:
-    return (int(oid), oid) if oid.isdigit() else (0, oid)
+    return (int(oid), oid) if oid.isdecimal() else (0, oid)

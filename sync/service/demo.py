@@ -257,7 +257,7 @@ def _run_passes(
     touched = {str(oid) for oid, _ in sb.activity_log}
     preexisting_refs = {
         row.ref for row in rt.ledger.all_orders(rt.settings.store)
-        if row.source_order_id.isdigit() and int(row.source_order_id) in pre_existing
+        if row.source_order_id.isdecimal() and int(row.source_order_id) in pre_existing
         and row.source_order_id not in touched
     }
     figures.events_for_preexisting = sum(
@@ -286,7 +286,7 @@ def _verify(rt: Runtime, sb: Sandbox, figures: DemoFigures, start: object) -> No
     figures.skipped = sum(1 for r in rows if r.state == OrderState.SKIPPED)
     figures.wiredplus_orders = len(sb.wiredplus.orders)
     in_shop = set(sb.shopwired.created_ids(int(rt.poller.start_at(rt.clock.now()).timestamp())))
-    in_ledger = {int(r.source_order_id) for r in rows if r.source_order_id.isdigit()}
+    in_ledger = {int(r.source_order_id) for r in rows if r.source_order_id.isdecimal()}
     missing = in_shop - in_ledger
     figures.checks.append((
         "every order since the start date reached the ledger",

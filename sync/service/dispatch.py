@@ -56,6 +56,7 @@ class QueueDispatcher:
     clock: Clock
     cooldown: float = 120.0
     _recent: dict[tuple[str, str], float] = field(default_factory=dict)
+    _stamps: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     sent: int = 0
     # One broker message per ``batch`` orders (a worker pushes them one by one): the broker
     # round trips per order drop from one to 1/batch. None = one message per order.
@@ -78,18 +79,25 @@ class QueueDispatcher:
             self._recent[(store, ref)] = now
         self._send(store, unique)
 
-    def sweep(self, store: str, refs: Sequence[str]) -> None:
+    def sweep(self, store: str, due: Sequence[tuple[str, tuple[int, int]]]) -> None:
+        """Re-send due work. The cooldown is keyed on the work, not the order: an order whose
+        ``(version, attempts)`` stamp changed (a retry came due, or it changed again) is sent
+        at once; the very same work is re-sent only after ``cooldown`` (its message may still
+        be queued — or lost with a flushed broker)."""
         now = self.clock.monotonic()
         if len(self._recent) > 200_000:
             self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}
-        due: list[str] = []
-        for ref in dict.fromkeys(refs):
-            last = self._recent.get((store, ref))
-            if last is not None and now - last < self.cooldown:
+            self._stamps = {k: v for k, v in self._stamps.items() if k in self._recent}
+        refs: list[str] = []
+        for ref, stamp in due:
+            key = (store, ref)
+            last = self._recent.get(key)
+            if last is not None and self._stamps.get(key) == stamp and now - last < self.cooldown:
                 continue
-            self._recent[(store, ref)] = now
-            due.append(ref)
-        self._send(store, due)
+            self._recent[key] = now
+            self._stamps[key] = stamp
+            refs.append(ref)
+        self._send(store, refs)
 
     def forget(self, store: str, ref: str) -> None:
         self._recent.pop((store, ref), None)

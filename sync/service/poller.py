@@ -423,11 +423,17 @@ class Poller:
         self.log.info("orders.missing", store=self.store, count=len(refs), refs=list(refs)[:20])
 
     def _dispatch_due(self, report: PassReport) -> None:
+        sweep = getattr(self.dispatcher, "sweep", None)
+        if sweep is not None:
+            work = self.ledger.due_work(self.store, self.clock.now())
+            report.dispatched = len(work)
+            if work:
+                sweep(self.store, work)
+            return
         due = self.ledger.due_refs(self.store, self.clock.now())
         report.dispatched = len(due)
         if due:
-            sweep = getattr(self.dispatcher, "sweep", self.dispatcher.dispatch)
-            sweep(self.store, due)
+            self.dispatcher.dispatch(self.store, due)
 
     # -- backfill -----------------------------------------------------------------------
     def backfill(

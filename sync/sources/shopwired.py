@@ -25,6 +25,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, Final
 
@@ -82,6 +83,16 @@ EP_STATUSES: Final = "order-statuses"
 def _unix(dt: datetime) -> int:
     """UNIX seconds of ``dt`` (naive = UTC), floored."""
     return int(utc(dt).timestamp() // 1)
+
+
+def _created_at(item: Any) -> datetime | None:
+    """An order's ``created`` (RFC 2822) as an aware datetime, or None if unreadable."""
+    if not isinstance(item, dict) or not isinstance(item.get("created"), str):
+        return None
+    try:
+        return utc(parsedate_to_datetime(item["created"]))
+    except (TypeError, ValueError, IndexError):
+        return None
 
 
 def _fields_param(fields: Sequence[str] | None) -> dict[str, str]:
@@ -311,20 +322,25 @@ class ShopWiredClient:
         fields: Sequence[str] | None = ORDER_FIELDS,
         archived: bool | None = None,
     ) -> Iterator[list[Any]]:
-        """Pages of orders created in the window, oldest first (``sort=date``).
+        """Pages of orders created in the window, oldest first, paged by created date.
 
-        Offset paging; stops after a page shorter than ``page_size`` (an empty page is not
-        yielded). Raises RetryableError if the server sends the same page twice (it ignored
-        ``offset``), rather than looping for ever. The caller de-duplicates by id: offset
-        paging over a live list can repeat or skip rows at page boundaries.
+        Keyset paging: each request starts at the created second of the last row received
+        (``from`` is inclusive) with offset 0, so an order archived or deleted *behind* the
+        cursor between two requests cannot shift a row out of sight (offset paging would skip
+        one). Rows of that second already yielded are dropped. Only while a whole page shares
+        one second (or rows carry no readable ``created``) does the offset grow. Stops after a
+        short page (an empty page is not yielded). Raises RetryableError if the server sends
+        the same page twice (it ignored the paging), rather than looping for ever.
         """
-        offset = 0
+        cursor = created_from
+        skip = 0
+        seen_at_cursor: set[Any] = set()
         previous_ids: list[Any] | None = None
         while True:
             page = self.list_orders(
-                created_from=created_from,
+                created_from=cursor,
                 created_to=created_to,
-                offset=offset,
+                offset=skip,
                 count=page_size,
                 fields=fields,
                 archived=archived,
@@ -334,14 +350,31 @@ class ShopWiredClient:
             ids = [item.get("id") if isinstance(item, dict) else None for item in page]
             if previous_ids is not None and ids == previous_ids and any(i is not None for i in ids):
                 raise RetryableError(
-                    f"ShopWired returned the same page for offset {offset}",
+                    f"ShopWired returned the same page twice (from {_unix(cursor)}, "
+                    f"offset {skip})",
                     endpoint=EP_ORDERS,
                 )
             previous_ids = ids
-            yield page
+            fresh = [
+                item for item in page
+                if not (isinstance(item, dict) and item.get("id") in seen_at_cursor)
+            ]
+            if fresh:
+                yield fresh
             if len(page) < page_size:
                 return
-            offset += len(page)
+            last = _created_at(page[-1])
+            if last is None or _unix(last) <= _unix(cursor):
+                skip += len(page)  # a page-full second (or no date): page within it
+                seen_at_cursor |= {i for i in ids if i is not None}
+            else:
+                cursor = last
+                skip = 0
+                seen_at_cursor = {
+                    item.get("id") for item in page
+                    if isinstance(item, dict) and (c := _created_at(item)) is not None
+                    and _unix(c) == _unix(last)
+                }
 
     def get_orders_by_ids(
         self, ids: Sequence[int], fields: Sequence[str] | None = ORDER_FIELDS
@@ -394,7 +427,7 @@ class ShopWiredClient:
             params["archived"] = 1 if archived else 0
         body: dict[str, Any] = self._get(EP_COUNT, "orders/count", params, expect="object")
         value = body.get("count")
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal():
             return int(value.strip())
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value

@@ -40,12 +40,12 @@ class ShopWiredSource:
         yield from self.client.iter_orders_in_window(window.start, window.end, archived=True)
 
     def fetch_by_ids(self, order_ids: Sequence[str]) -> list[Any]:
-        ids = [int(i) for i in order_ids if str(i).isdigit()]
+        ids = [int(i) for i in order_ids if str(i).isdecimal()]
         return self.client.get_orders_by_ids(ids) if ids else []
 
     def exists(self, order_id: str) -> bool:
         """False only when ShopWired answers 404 for this order (a confirmed deletion)."""
-        if not str(order_id).isdigit():
+        if not str(order_id).isdecimal():
             return False
         return self.client.get_order(int(order_id), fields=("id",)) is not None
 
