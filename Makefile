@@ -22,7 +22,7 @@ demo: $(STAMP)
 
 ## The whole suite: lint, types, unit, integration (SQLite + PostgreSQL + Redis/Celery), chaos.
 test: $(STAMP)
-	$(BIN)/ruff check sync workers config tests
+	$(BIN)/ruff check sync workers config tests bench
 	$(BIN)/mypy sync config
 	$(BIN)/pytest -q
 
@@ -30,7 +30,7 @@ test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check sync workers config tests
+	$(BIN)/ruff check sync workers config tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy sync config
@@ -42,3 +42,8 @@ lock: $(BIN)/python
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-data *.egg-info
+
+## Benchmark the real pipeline against the sandbox (needs PostgreSQL + Redis); appends to BENCHMARKS.md.
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m bench.run

@@ -1,0 +1,7 @@
+"""ordersync benchmark harness: the real pipeline against the sandbox, measured.
+
+Run ``python -m bench.run [--quick] [--json out.json]`` (or ``make bench``). Every scenario runs
+the real ``ordersync`` command lines as subprocesses (poller, Celery workers) against a sandbox
+served by a *separate* process (:mod:`bench.sandbox_proc`), so the CPU and memory measured are
+the daemon's alone. Results are printed, written as JSON and appended to ``BENCHMARKS.md``.
+"""
