@@ -50,7 +50,7 @@ STORE = "bench"
 UPDATE_OK = "POST /v1/UpdateOrder 200"
 EVENT_OK = "POST /v1/CreateOrderEvent 200"
 PAGE = 100  # ShopWired page size ordersync asks for
-BACKFILL_CHUNK = timedelta(days=7)  # Poller.backfill's default chunk
+BACKFILL_CHUNK = timedelta(days=31)  # Poller.backfill's default chunk
 SW_SERVER_BUCKET = 40
 SW_RATE = 2.0
 
@@ -99,9 +99,9 @@ def list_calls(rows: list[tuple[int, int]], page: int = PAGE) -> int:
     second, id)`` in list order — replaying ``ShopWiredClient.iter_orders_in_window``:
 
     keyset paging on ``created`` — each request starts (inclusive) at the created second of
-    the last row received, offset 0; only a page-full second makes the offset grow; a short
-    (possibly empty) page ends the window. The rows of the boundary second are read twice, so
-    a window costs about one call per 99 orders, plus the closing short page."""
+    the last row received, offset by the rows of that second already read; a page-full second
+    makes the offset grow; a short (possibly empty) page ends the window. A window costs one
+    call per 100 orders, plus the closing short page."""
     if not rows:
         return 1
     calls = 0
@@ -117,11 +117,11 @@ def list_calls(rows: list[tuple[int, int]], page: int = PAGE) -> int:
         if last <= cursor:
             skip += len(got)
         else:
-            cursor, skip = last, 0
+            cursor, skip = last, sum(1 for created, _ in got if created == last)
 
 
 def design_backfill_calls(sb: SandboxProcess, since: datetime, until: datetime) -> int:
-    """What the design costs in ShopWired calls for ``backfill --since``: for each 7-day
+    """What the design costs in ShopWired calls for ``backfill --since``: for each 31-day
     window, the paging of its regular orders and then of its archived ones."""
     from sync.domain.windows import split_range
 

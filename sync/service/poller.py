@@ -441,7 +441,7 @@ class Poller:
         since: datetime,
         until: datetime,
         *,
-        chunk: timedelta = timedelta(days=7),
+        chunk: timedelta = timedelta(days=31),
         progress: Callable[[Window, IngestResult], None] | None = None,
     ) -> IngestResult:
         """Import history in ``[since, until]`` without emitting any event."""

@@ -325,12 +325,12 @@ class ShopWiredClient:
         """Pages of orders created in the window, oldest first, paged by created date.
 
         Keyset paging: each request starts at the created second of the last row received
-        (``from`` is inclusive) with offset 0, so an order archived or deleted *behind* the
-        cursor between two requests cannot shift a row out of sight (offset paging would skip
-        one). Rows of that second already yielded are dropped. Only while a whole page shares
-        one second (or rows carry no readable ``created``) does the offset grow. Stops after a
-        short page (an empty page is not yielded). Raises RetryableError if the server sends
-        the same page twice (it ignored the paging), rather than looping for ever.
+        (``from`` is inclusive), offset by the rows of that second already read, so an order
+        archived or deleted *behind* the cursor between two requests cannot shift a row out of
+        sight (offset paging over the whole window would skip one). Rows already yielded are
+        dropped if they come back. Rows without a readable ``created`` are paged by offset.
+        Stops after a short page (an empty page is not yielded). Raises RetryableError if the
+        server sends the same page twice (it ignored the paging), rather than looping for ever.
         """
         cursor = created_from
         skip = 0
@@ -369,12 +369,14 @@ class ShopWiredClient:
                 seen_at_cursor |= {i for i in ids if i is not None}
             else:
                 cursor = last
-                skip = 0
                 seen_at_cursor = {
                     item.get("id") for item in page
                     if isinstance(item, dict) and (c := _created_at(item)) is not None
                     and _unix(c) == _unix(last)
                 }
+                # Start after the rows of that second already read: each call brings a full
+                # page of new orders (those rows are still dropped if they come back).
+                skip = len(seen_at_cursor)
 
     def get_orders_by_ids(
         self, ids: Sequence[int], fields: Sequence[str] | None = ORDER_FIELDS

@@ -5,7 +5,7 @@ The full measurement is ``python -m bench.run``; these tests keep its cost figur
 
 * a backfill costs exactly one UpdateOrder per new order and no event, and exactly the
   ShopWired calls the design gives — per backfill window, the client's keyset paging over the
-  regular orders (pages of 100 that re-read their boundary second: ~1 call per 99 orders, then
+  regular orders (keyset pages of 100: 1 call per 100 orders, then
   the short page that ends the window) and over the archived ones: 12 calls for 1,000 orders
   in one window (the first pass also reads the status list: 13);
 * an unchanged order costs 0 WiredPlus calls;
@@ -83,7 +83,7 @@ def embedded(tmp_path: Path) -> Iterator[tuple[Sandbox, Runtime]]:
     configure("json", "warning", stream=io.StringIO())
     sb = Sandbox(seed=23, shopwired_rate_limit=False, hourly_limit=10_000_000)
     now = sb.clock.now()
-    # Every order inside one 7-day backfill window.
+    # Every order inside one 31-day backfill window.
     sb.shopwired.generate_orders(ORDERS, created_between=(now - timedelta(days=6),
                                                           now - timedelta(hours=1)))
     with sb:
@@ -118,9 +118,9 @@ def test_calls_per_order_are_exact_backfill_idle_pass_and_changes(
     assert all(ep == "UpdateOrder" and n == 1 for (ep, _), n in writes.items())
     assert wp.calls["POST /v1/CreateOrderEvent"] == 0
     design = _design_calls(sb, int(since.timestamp()), int(until.timestamp()))
-    # ≈ 1 call per 99 new orders (keyset pages re-read their boundary second) + the closing
-    # short page + 1 archived page: 12 for 1,000 orders in one window.
-    assert design <= ORDERS // (PAGE - 1) + 3
+    # 1 call per 100 new orders (keyset pages) + the closing short page + 1 archived page:
+    # 12 for 1,000 orders in one window.
+    assert design <= ORDERS // PAGE + 2
     assert sum(sw.calls.values()) == design
     assert sw.throttled == 0
     assert ORDERS / took >= 10, f"embedded backfill only {ORDERS / took:.1f} orders/s"

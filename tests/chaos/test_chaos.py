@@ -1,11 +1,12 @@
 """Chaos suite (issue 3): the whole deployment under faults, judged by the simulators' records.
 
-One combined run, because Redis and PostgreSQL are shared servers and because the dispatcher's
-per-order cooldown makes every fault's tail about two minutes long — five separate runs would
-not fit the CI budget. Real processes throughout: two ``ordersync worker`` (Celery, concurrency
-2) and one ``ordersync run`` poller as subprocesses, PostgreSQL (a private schema) and Redis
-(db 13) on loopback, the sandbox served over HTTP from this process with a SystemClock and a
-shop that keeps living (status changes, refunds, archiving, new orders) the whole time.
+One combined run, because Redis and PostgreSQL are shared servers and because most faults have
+a tail of up to two minutes (lease expiry after a kill, the sweep's cooldown for a lost
+message, the retry schedule) — five separate runs would not fit the CI budget. Real processes
+throughout: two ``ordersync worker`` (Celery, concurrency 2) and one ``ordersync run`` poller
+as subprocesses, PostgreSQL (a private schema) and Redis (db 13) on loopback, the sandbox
+served over HTTP from this process with a SystemClock and a shop that keeps living (status
+changes, refunds, archiving, new orders) the whole time.
 
 Faults, one phase each, in this order (each phase starts with a burst of shop activity so there
 is work in flight when the fault hits):
