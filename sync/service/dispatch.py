@@ -72,8 +72,15 @@ class QueueDispatcher:
                 self.send_many(store, refs[i : i + self.batch])
         self.sent += len(refs)
 
+    def _prune(self, now: float) -> None:
+        """Forget sends older than the cooldown: memory stays bounded over a long backfill."""
+        if len(self._recent) > 20_000:
+            self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}
+            self._stamps = {k: v for k, v in self._stamps.items() if k in self._recent}
+
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
         now = self.clock.monotonic()
+        self._prune(now)
         unique = list(dict.fromkeys(refs))
         for ref in unique:
             self._recent[(store, ref)] = now
@@ -85,9 +92,7 @@ class QueueDispatcher:
         at once; the very same work is re-sent only after ``cooldown`` (its message may still
         be queued — or lost with a flushed broker)."""
         now = self.clock.monotonic()
-        if len(self._recent) > 200_000:
-            self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}
-            self._stamps = {k: v for k, v in self._stamps.items() if k in self._recent}
+        self._prune(now)
         refs: list[str] = []
         for ref, stamp in due:
             key = (store, ref)
