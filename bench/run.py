@@ -175,8 +175,9 @@ def run(plan: Plan, *, quick: bool, redis_db: int, work: Path,
 
 
 def _code_version() -> dict[str, str]:
-    """The commit and a fingerprint of uncommitted changes to the daemon's code: each
-    ``ordersync`` process imports the code as it is when it starts."""
+    """The commit and a fingerprint of the daemon's code (committed trees of sync/, workers/,
+    config/ plus uncommitted changes to them): each ``ordersync`` process imports the code as
+    it is when it starts."""
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, timeout=20,
@@ -185,12 +186,16 @@ def _code_version() -> dict[str, str]:
             return ""
 
     commit = git("rev-parse", "--short", "HEAD").strip()
+    trees = git("rev-parse", "HEAD:sync", "HEAD:workers", "HEAD:config")
     diff = git("diff", "HEAD", "--", "sync", "workers", "config")
-    return {"commit": commit, "fingerprint": hashlib.sha1(diff.encode()).hexdigest()[:8]}
+    return {"commit": commit,
+            "fingerprint": hashlib.sha1((trees + diff).encode()).hexdigest()[:8]}
 
 
 def _code_change_notes(ctx: scenarios.Context, results: dict[str, Any]) -> None:
     code = results.get("code", [])
+    if len({c["fingerprint"] for c in code}) <= 1:
+        return  # commits that did not touch the daemon's code do not matter
     versions = list(dict.fromkeys((c["commit"], c["fingerprint"]) for c in code))
     if len(versions) > 1:
         parts = "; ".join(

@@ -572,8 +572,8 @@ def rate_limited(ctx: Context, seconds: float) -> dict[str, Any]:
     product's default client limits, PostgreSQL, Redis and one worker: how much of the 2/s
     budget the poller uses, and how many 429s it causes."""
     scratch = ctx.scratch("rate-limited")
-    windows = 5
-    orders = int(PAGE * max(SW_RATE * seconds - 2 * windows, 5))
+    # ≈ 1 list call per 100 orders at 2 calls/s, whatever the number of backfill windows.
+    orders = int(PAGE * max(SW_RATE * seconds - 2, 5))
     broker = redis_url(ctx.redis_db)
     since_arg, _ = since_date()
     with SandboxProcess(orders=orders, rate_limit=True, log_dir=scratch) as sb, \
