@@ -50,8 +50,9 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
         design_k = 1000 * largest["shopwired_design_calls"] / largest["orders"]
         targets.append(Target(
             "ShopWired calls per 1,000 new orders (backfill)", "≤ 10",
-            f"{per_k:.2f} (design {design_k:.2f}: keyset pages of 100, 1 call per 100 "
-            f"orders, + a closing short page + the archived pass, per 31-day window)",
+            f"{per_k:.2f} (design {design_k:.2f}: keyset pages of 100 that re-read their "
+            f"boundary second, ≈1 call per 99 orders, + a closing short page + the archived "
+            f"pass, per 31-day window)",
             per_k <= 10.0,
         ))
     else:

@@ -99,9 +99,9 @@ def list_calls(rows: list[tuple[int, int]], page: int = PAGE) -> int:
     second, id)`` in list order — replaying ``ShopWiredClient.iter_orders_in_window``:
 
     keyset paging on ``created`` — each request starts (inclusive) at the created second of
-    the last row received, offset by the rows of that second already read; a page-full second
-    makes the offset grow; a short (possibly empty) page ends the window. A window costs one
-    call per 100 orders, plus the closing short page."""
+    the last row received, offset 0; only a page-full second makes the offset grow; a short
+    (possibly empty) page ends the window. The rows of the boundary second are read twice, so
+    a window costs about one call per 99 orders, plus the closing short page."""
     if not rows:
         return 1
     calls = 0
@@ -117,7 +117,7 @@ def list_calls(rows: list[tuple[int, int]], page: int = PAGE) -> int:
         if last <= cursor:
             skip += len(got)
         else:
-            cursor, skip = last, sum(1 for created, _ in got if created == last)
+            cursor, skip = last, 0
 
 
 def design_backfill_calls(sb: SandboxProcess, since: datetime, until: datetime) -> int:

@@ -325,10 +325,10 @@ class ShopWiredClient:
         """Pages of orders created in the window, oldest first, paged by created date.
 
         Keyset paging: each request starts at the created second of the last row received
-        (``from`` is inclusive), offset by the rows of that second already read, so an order
-        archived or deleted *behind* the cursor between two requests cannot shift a row out of
-        sight (offset paging over the whole window would skip one). Rows already yielded are
-        dropped if they come back. Rows without a readable ``created`` are paged by offset.
+        (``from`` is inclusive) with offset 0, so an order archived or deleted *behind* the
+        cursor between two requests cannot shift a row out of sight (offset paging would skip
+        one). Rows of that second already yielded are dropped (about one call per 99 orders).
+        Rows without a readable ``created`` are paged by offset.
         Stops after a short page (an empty page is not yielded). Raises RetryableError if the
         server sends the same page twice (it ignored the paging), rather than looping for ever.
         """
@@ -374,9 +374,10 @@ class ShopWiredClient:
                     if isinstance(item, dict) and (c := _created_at(item)) is not None
                     and _unix(c) == _unix(last)
                 }
-                # Start after the rows of that second already read: each call brings a full
-                # page of new orders (those rows are still dropped if they come back).
-                skip = len(seen_at_cursor)
+                # Offset 0, not "after the rows of that second already read": one of them may
+                # have left the list meanwhile, and the next row would be skipped (lost). The
+                # few rows of one second are read twice instead; duplicates are dropped.
+                skip = 0
 
     def get_orders_by_ids(
         self, ids: Sequence[int], fields: Sequence[str] | None = ORDER_FIELDS

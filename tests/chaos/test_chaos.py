@@ -250,14 +250,6 @@ def test_paging_loses_no_order_when_the_shop_changes_between_pages(
         rt.close()
     assert archived, "the archive between pages did not happen"
     missing = [oid for oid in ids if str(oid) not in seen]
-    if missing and case == "order-of-the-cursor-second":
-        pytest.xfail(
-            f"product bug (since a51dfcb): order(s) {missing} lost — the keyset scan resumes at "
-            "the last created second with offset = rows of that second already read, so when "
-            "one of those leaves the list between pages the next unread row is skipped; "
-            "ShopWiredClient.iter_orders_in_window (sync/sources/shopwired.py) must resume "
-            "with offset 0 and drop the rows already read (see RELIABILITY.md, finding 1)"
-        )
     assert not missing, (
         f"orders {missing} (there before the daemon started, never deleted) were skipped when "
         "an order left the list between two pages, and the watermark moved past them: the "
