@@ -23,6 +23,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 from rich.table import Table
@@ -62,6 +63,18 @@ class DemoFigures:
     @property
     def ok(self) -> bool:
         return all(passed for _, passed, _ in self.checks)
+
+
+def _fresh_run_dir(data_dir: Path) -> tuple[Path, IO[str]]:
+    """Empty ``data_dir`` for a new demo run and send the JSON logs to its ``ordersync.log``
+    (the caller closes the file and restores logging)."""
+    if data_dir.exists():
+        shutil.rmtree(data_dir)
+    data_dir.mkdir(parents=True)
+    log_path = data_dir / "ordersync.log"
+    log_file = log_path.open("a", encoding="utf-8")
+    configure("json", "info", stream=log_file)
+    return log_path, log_file
 
 
 def demo_settings(sb: Sandbox, data_dir: Path, **overrides: object) -> Settings:
@@ -160,13 +173,8 @@ def demo(
     """The demo proper (see module docstring); returns the figures it measured."""
     started = time.monotonic()
     clock = SystemClock()
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True)
     figures = DemoFigures()
-    log_path = data_dir / "ordersync.log"
-    log_file = log_path.open("a", encoding="utf-8")
-    configure("json", "info", stream=log_file)
+    log_path, log_file = _fresh_run_dir(data_dir)
     console.rule("[bold]ordersync demo[/] — ShopWired → WiredPlus against the built-in sandbox")
     with Sandbox(seed=seed, clock=clock) as sb:
         figures.shop_orders = _build_shop(sb, orders, clock)
@@ -439,13 +447,8 @@ def demo_elasticpath(
 
     started = time.monotonic()
     clock = SystemClock()
-    if data_dir.exists():
-        shutil.rmtree(data_dir)
-    data_dir.mkdir(parents=True)
     figures = DemoFigures()
-    log_path = data_dir / "ordersync.log"
-    log_file = log_path.open("a", encoding="utf-8")
-    configure("json", "info", stream=log_file)
+    _log_path, log_file = _fresh_run_dir(data_dir)
     console.rule("[bold]ordersync demo[/] — Elastic Path → WiredPlus against the sandbox")
     ep = ElasticPathSimulator(clock=clock, seed=seed, enforce_rate_limit=True,
                               rate_limit_per_second=25)
