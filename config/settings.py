@@ -29,6 +29,9 @@ from sync.errors import ConfigError
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
+MIN_LEASE = timedelta(seconds=90)
+"""The WiredPlus client waits at most 30 s for its rate budget, then 10 s to connect and 30 s to
+read (``sync.httpclient.DEFAULT_TIMEOUT``): a lease shorter than that could expire mid-call."""
 
 
 def parse_duration(value: Any) -> Any:
@@ -208,7 +211,10 @@ class Settings(BaseSettings):
     lease: timedelta = _env(
         "ORDERSYNC_LEASE",
         timedelta(minutes=2),
-        "How long a worker holds an order while pushing it; expired leases are taken over.",
+        "How long a worker holds an order while pushing it; expired leases are taken over. "
+        "At least 90s: longer than the worst wait before a worker's UpdateOrder reaches "
+        "WiredPlus (30s client-side rate wait + 10s connect + 30s read), so a slow push "
+        "never lands after a newer one taken over from it.",
     )
     shopwired_webhook_secret: SecretStr | None = _env(
         "SHOPWIRED_WEBHOOK_SECRET",
@@ -271,6 +277,17 @@ class Settings(BaseSettings):
     @classmethod
     def _duration(cls, v: Any) -> Any:
         return parse_duration(v)
+
+    @field_validator("lease")
+    @classmethod
+    def _lease_outlives_a_call(cls, v: timedelta) -> timedelta:
+        if v < MIN_LEASE:
+            raise ValueError(
+                f"must be at least {int(MIN_LEASE.total_seconds())}s: a shorter lease can expire "
+                "while a worker's UpdateOrder is still on its way, and that older payload could "
+                "then overwrite a newer one in WiredPlus"
+            )
+        return v
 
     @field_validator("start_date", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, and_, create_engine, event, func, or_, select, update
+from sqlalchemy import Engine, and_, case, create_engine, event, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from sync.ledger.models import (
@@ -406,7 +406,14 @@ class Ledger:
     def claim(
         self, store: str, ref: str, owner: str, now: datetime, lease: timedelta
     ) -> OrderRow | None:
-        """Take the push lease on a due, pending order; None if not due or someone has it."""
+        """Take the push lease on a due, pending order; None if not due or someone has it.
+
+        Taking the lease also marks the order's pushed payload *in doubt* when a push is about
+        to happen (``pushed_hash`` differs from ``content_hash``): from this moment until the
+        holder records success, WiredPlus may hold the new payload or the old one (a lost
+        response, a killed worker). Keeping the old hash would let a later change *back* to the
+        old payload look already delivered. In the same statement, so a crash needs no cleanup.
+        """
         with self.session() as s:
             res = s.execute(
                 update(OrderRow)
@@ -417,7 +424,14 @@ class Ledger:
                     or_(OrderRow.next_attempt_at.is_(None), OrderRow.next_attempt_at <= now),
                     or_(OrderRow.lease_until.is_(None), OrderRow.lease_until < now),
                 )
-                .values(lease_owner=owner, lease_until=now + lease)
+                .values(
+                    lease_owner=owner,
+                    lease_until=now + lease,
+                    pushed_hash=case(
+                        (OrderRow.pushed_hash == OrderRow.content_hash, OrderRow.pushed_hash),
+                        else_=None,
+                    ),
+                )
                 .execution_options(synchronize_session=False)
             )
             if res.rowcount != 1:  # type: ignore[attr-defined]

@@ -98,3 +98,22 @@ def test_cli_names_missing_credentials(tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert r.returncode == 2
     assert "SHOPWIRED_API_KEY" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_lease_shorter_than_one_wiredplus_call_is_refused(monkeypatch):
+    """A lease that can expire while an UpdateOrder is on its way would let that older payload
+    land after a newer push taken over from it."""
+    import inspect
+
+    from config.settings import MIN_LEASE
+    from sync.httpclient import DEFAULT_TIMEOUT
+    from sync.sinks.wiredplus import WiredPlusClient
+
+    limiter_wait = inspect.signature(WiredPlusClient).parameters["max_limiter_wait"].default
+    worst = limiter_wait + (DEFAULT_TIMEOUT.connect or 0) + (DEFAULT_TIMEOUT.read or 0)
+    assert MIN_LEASE.total_seconds() >= worst
+    monkeypatch.setenv("ORDERSYNC_LEASE", "30s")
+    with pytest.raises(ConfigError, match="ORDERSYNC_LEASE"):
+        load_settings()
+    monkeypatch.setenv("ORDERSYNC_LEASE", "5m")
+    assert load_settings().lease == timedelta(minutes=5)
