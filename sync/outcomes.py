@@ -1,8 +1,19 @@
 """The one table that turns every HTTP outcome into what the caller must do.
 
-Both HTTP clients (:mod:`sync.sources.shopwired`, :mod:`sync.sinks.wiredplus`) send every
-response or transport exception through :func:`classify`, then :func:`raise_for_outcome`. No
-other module decides whether a status code is fatal, retryable or skippable.
+Every HTTP client (:mod:`sync.sources.shopwired`, :mod:`sync.sinks.wiredplus`,
+:mod:`sync.sources.elasticpath`) sends every response or transport exception through
+:func:`classify` (or :func:`classify_elasticpath`, which reads the same table), then
+:func:`raise_for_outcome`. No other module decides whether a status code is fatal, retryable
+or skippable.
+
+The table has two columns because what a status means depends on the direction: a **read**
+(ShopWired, Elastic Path GETs and its token) that fails on a 4xx means *our request* is wrong
+(fatal), while a **write** (WiredPlus UpdateOrder / CreateOrderEvent, Elastic Path ``PUT``
+of ``external_ref``) that fails on a 4xx means *this item* was rejected (skip: dead letter).
+Elastic Path's own exceptions to the table: its token endpoint answering 400/401/403/422 is
+fatal (wrong client credentials), a 401 elsewhere is retried once with a new token first,
+and JSON:API error bodies (``{"errors": [...]}``, ``status`` as int or string) become the
+reason.
 
 Kinds
 -----
@@ -18,7 +29,7 @@ The rules, first match wins (see :data:`EXCEPTION_RULES`, :data:`STATUS_RULES`,
 :data:`STATUS_CLASS_RULES` and the 2xx body rules in :func:`_classify_success`):
 
 ====================================  ==============  ================  =========================
-When                                  ShopWired       WiredPlus         Why
+When                                  read: SW, EP    write: WP, EP     Why
 ====================================  ==============  ================  =========================
 UnsupportedProtocol, InvalidURL,      fatal           fatal             the base URL or a header
 LocalProtocolError, TooManyRedirects                                    (credential) is malformed
@@ -94,7 +105,14 @@ API_NAMES: Final[Mapping[Api, str]] = MappingProxyType(
     {"shopwired": "ShopWired", "wiredplus": "WiredPlus"}
 )
 
-#: Exact status codes: code → (ShopWired kind, WiredPlus kind).
+#: Elastic Path: names used in its reasons (the client reads with the *read* column, writes
+#: ``external_ref`` with the *write* column; see :func:`classify_elasticpath`).
+EP_NAME: Final = "Elastic Path"
+EP_CREDENTIALS_VARS: Final = "ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET"
+EP_BASE_URL_VAR: Final = "ELASTICPATH_BASE_URL"
+
+#: Exact status codes: code → (read kind: ShopWired, Elastic Path GET; write kind: WiredPlus,
+#: Elastic Path PUT).
 STATUS_RULES: Final[Mapping[int, tuple[Kind, Kind]]] = MappingProxyType(
     {
         400: ("fatal", "skip"),
@@ -256,8 +274,9 @@ def _from_status(
     return Outcome(kind, retry_after, _status_reason(api, status, kind, body_text), status)
 
 
-def _body_status(value: Any) -> int | None:
-    """WiredPlus repeats the HTTP status in the body; accept ints and digit strings."""
+def int_or_digits(value: Any) -> int | None:
+    """A JSON int or a string of digits as int (WiredPlus repeats the HTTP status in its body,
+    Elastic Path sends ``status`` and totals either way); None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -282,7 +301,7 @@ def _classify_success(
         error = value.get("error")
         if error not in (None, "", False):
             error_text = error if isinstance(error, str) else json.dumps(error)
-            inner = _body_status(value.get("status"))
+            inner = int_or_digits(value.get("status"))
             if inner is not None and inner >= 400:
                 inner_outcome = _from_status(api, inner, error_text, retry_after_header, now)
                 return Outcome(
@@ -382,3 +401,125 @@ def raise_for_outcome(outcome: Outcome, endpoint: str) -> None:
     if outcome.kind == "fatal":
         raise FatalError(outcome.reason, endpoint=endpoint, status=outcome.status)
     raise SkippableError(outcome.reason, endpoint=endpoint, status=outcome.status)
+
+
+# ====================================================================== Elastic Path
+
+
+def jsonapi_errors(body_text: str) -> list[str]:
+    """Readable messages from a JSON:API error body (``errors`` as a list or one object).
+
+    Each is ``"<title>: <detail> (status <n>, request <id>)"`` with the parts present; the
+    ``status`` may be an int or a string. Empty when the body is not such a document.
+    """
+    value = decode_json(body_text)
+    if not isinstance(value, Mapping):
+        return []
+    errors = value.get("errors")
+    if isinstance(errors, Mapping):
+        errors = [errors]
+    if not isinstance(errors, list):
+        return []
+    out: list[str] = []
+    for err in errors[:5]:
+        if not isinstance(err, Mapping):
+            continue
+        title = err.get("title") if isinstance(err.get("title"), str) else None
+        detail = err.get("detail") if isinstance(err.get("detail"), str) else None
+        text = ": ".join(p for p in (title, detail) if p) or "error"
+        notes = []
+        status = int_or_digits(err.get("status"))
+        if status is not None:
+            notes.append(f"status {status}")
+        request_id = err.get("request_id")
+        if isinstance(request_id, str) and request_id:
+            notes.append(f"request {request_id[:64]}")
+        out.append(f"{text} ({', '.join(notes)})" if notes else text)
+    return out
+
+
+def _body_reason(body_text: str) -> str:
+    messages = jsonapi_errors(body_text)
+    return truncate("; ".join(messages) if messages else body_text)
+
+
+def classify_elasticpath(
+    status: int | None,
+    exc: BaseException | None,
+    body_text: str,
+    retry_after_header: str | None,
+    *,
+    write: bool = False,
+    token: bool = False,
+    now: datetime | None = None,
+) -> Outcome:
+    """Classify one Elastic Path exchange by the same table: the *read* column
+    (:data:`STATUS_RULES`, :data:`STATUS_CLASS_RULES`, :data:`EXCEPTION_RULES`) for GETs and the
+    token, the *write* column when ``write`` (``PUT /v2/orders/:id``).
+
+    A 2xx body must be a JSON object (else ``retry``). ``token`` marks the token endpoint,
+    where 400/401/403/422 mean the credentials are wrong (``fatal``).
+    """
+    if exc is not None:
+        kind: Kind = EXCEPTION_FALLBACK[0]
+        for exc_type, sw_kind, _ in EXCEPTION_RULES:
+            if isinstance(exc, exc_type):
+                kind = sw_kind
+                break
+        detail = truncate(f"{type(exc).__name__}: {exc}", 300)
+        if isinstance(exc, httpx.TimeoutException):
+            reason = f"{EP_NAME} timed out ({detail})"
+        elif kind == "retry":
+            reason = f"could not reach {EP_NAME} ({detail})"
+        else:
+            reason = f"cannot send requests to {EP_NAME}: check {EP_BASE_URL_VAR} ({detail})"
+        return Outcome(kind, None, reason, None)
+    if status is None:
+        raise ValueError("classify_elasticpath needs a status or an exception")
+    if 200 <= status < 300:
+        value = decode_json(body_text)
+        if isinstance(value, dict):
+            return Outcome("ok", None, "ok", status)
+        shape = "no JSON" if value is INVALID_JSON else f"JSON {type(value).__name__}"
+        return Outcome(
+            "retry",
+            None,
+            f"{EP_NAME} sent {shape} where a JSON object was expected (truncated or garbled "
+            f"response): {truncate(body_text, 200)}",
+            status,
+        )
+    if token and status in (400, 401, 403, 422):
+        return Outcome(
+            "fatal",
+            None,
+            f"{EP_NAME} refused a client-credentials token: check {EP_CREDENTIALS_VARS} "
+            f"({_body_reason(body_text)})",
+            status,
+        )
+    pair = (
+        STATUS_RULES.get(status) or STATUS_CLASS_RULES.get(status // 100) or STATUS_FALLBACK
+    )
+    kind = pair[1] if write else pair[0]
+    retry_after = parse_retry_after(retry_after_header, now=now) if kind == "retry" else None
+    if status == 401:
+        reason = f"{EP_NAME} rejected the access token twice: check {EP_CREDENTIALS_VARS}"
+    elif status == 403:
+        reason = (
+            f"{EP_NAME} refused access: check {EP_CREDENTIALS_VARS} and that the key is a "
+            "client_credentials key with the Seller Admin role"
+        )
+    elif 300 <= status < 400:
+        reason = f"{EP_NAME} answered with a redirect: check {EP_BASE_URL_VAR}"
+    elif kind == "not_found":
+        reason = f"not found on {EP_NAME}"
+    else:
+        lead = {
+            "fatal": f"{EP_NAME} says our request is invalid (a bug or configuration problem)",
+            "skip": f"{EP_NAME} rejected the change",
+        }.get(kind)
+        if lead is None:
+            busy = "rate limit exceeded" if status == 429 else "is unavailable"
+            lead = f"{EP_NAME} {busy}"
+        text = _body_reason(body_text)
+        reason = f"{lead}: {text}" if text else lead
+    return Outcome(kind, retry_after, reason, status)

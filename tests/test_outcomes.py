@@ -267,3 +267,16 @@ def test_truncate() -> None:
     cut = truncate("x" * 1000, 10)
     assert len(cut) == 10
     assert cut.endswith("…")
+
+
+def test_elastic_path_follows_the_same_table_reads_and_writes() -> None:
+    """One table: an Elastic Path GET means what a ShopWired read means, its PUT what a
+    WiredPlus write means, for every status code (its token endpoint aside)."""
+    from sync.outcomes import classify, classify_elasticpath
+
+    for status in range(100, 700):
+        body = "{}" if 200 <= status < 300 else ""
+        sw = classify("shopwired", status, None, body, None, expect="object").kind
+        wp = classify("wiredplus", status, None, body, None, expect="object").kind
+        assert classify_elasticpath(status, None, body, None).kind == sw, status
+        assert classify_elasticpath(status, None, body, None, write=True).kind == wp, status

@@ -20,10 +20,9 @@ Contract of every public client method:
   header), else exponential backoff with full jitter from 1 s capped at 30 s — and the same
   request is sent again, at most ``max_429_retries`` times; then
   :class:`~sync.errors.RetryableError` carrying ``retry_after``.
-* **outcomes** — every response goes through :func:`classify_elasticpath`, whose
-  :data:`EP_STATUS_RULES` (read column / write column) is the Elastic Path column proposed
-  for the table in :mod:`sync.outcomes`; it lives here until ``outcomes.Api`` learns
-  ``"elasticpath"``. Reads: 400/403/405/415/422/other 4xx and 3xx fatal, 404 not found,
+* **outcomes** — every response goes through :func:`sync.outcomes.classify_elasticpath`:
+  the one table in :mod:`sync.outcomes`, its *read* column for GETs and the token, its
+  *write* column for the PUT. Reads: 400/403/405/415/422/other 4xx and 3xx fatal, 404 not found,
   408/409/425/429/5xx retry. Writes (PUT): 400/404/422/other 4xx skip. JSON:API error
   bodies (``{"errors": [{status, title, detail, …}]}``, also a single object, ``status``
   as int or string) become the message.
@@ -53,7 +52,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import Any, Final
 
 import httpx
@@ -73,15 +72,14 @@ from sync.domain.windows import Window
 from sync.errors import FatalError, RetryableError, SkippableError, SyncError
 from sync.httpclient import DEFAULT_TIMEOUT, USER_AGENT, Exchange, Redactor, send
 from sync.outcomes import (
-    EXCEPTION_FALLBACK,
-    EXCEPTION_RULES,
-    INVALID_JSON,
-    Kind,
+    EP_BASE_URL_VAR,
+    EP_CREDENTIALS_VARS,
+    EP_NAME,
     Outcome,
+    classify_elasticpath,
     decode_json,
-    parse_retry_after,
+    int_or_digits,
     raise_for_outcome,
-    truncate,
 )
 from sync.ratelimit import BucketSpec, LeakyBucket, Limiter
 
@@ -95,9 +93,9 @@ DEFAULT_TOKEN_MARGIN: Final = 300.0
 BACKOFF_BASE: Final = 1.0
 BACKOFF_CAP: Final = 30.0
 
-CREDENTIALS_VARS: Final = "ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET"
-BASE_URL_VAR: Final = "ELASTICPATH_BASE_URL"
-NAME: Final = "Elastic Path"
+CREDENTIALS_VARS: Final = EP_CREDENTIALS_VARS
+BASE_URL_VAR: Final = EP_BASE_URL_VAR
+NAME: Final = EP_NAME
 
 # Endpoint labels (keys of ``ElasticPathClient.calls``).
 EP_TOKEN: Final = "oauth/access_token"
@@ -108,159 +106,6 @@ EP_ORDER_ITEMS: Final = "orders/{id}/items"
 _ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _TS_FIELDS: Final = frozenset({"created_at", "updated_at"})
 _TS_OPS: Final = frozenset({"eq", "gt", "ge", "lt", "le"})
-
-
-# ====================================================================== outcome table
-
-#: Exact status codes: code → (kind for a read, kind for a write).
-EP_STATUS_RULES: Final[Mapping[int, tuple[Kind, Kind]]] = MappingProxyType(
-    {
-        400: ("fatal", "skip"),
-        401: ("fatal", "fatal"),
-        403: ("fatal", "fatal"),
-        404: ("not_found", "skip"),
-        405: ("fatal", "fatal"),
-        408: ("retry", "retry"),
-        409: ("retry", "retry"),
-        415: ("fatal", "fatal"),
-        422: ("fatal", "skip"),
-        425: ("retry", "retry"),
-        429: ("retry", "retry"),
-    }
-)
-EP_STATUS_CLASS_RULES: Final[Mapping[int, tuple[Kind, Kind]]] = MappingProxyType(
-    {2: ("ok", "ok"), 3: ("fatal", "fatal"), 4: ("fatal", "skip"), 5: ("retry", "retry")}
-)
-EP_STATUS_FALLBACK: Final[tuple[Kind, Kind]] = ("retry", "retry")
-
-
-def _error_status(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdecimal():
-        return int(value.strip())
-    return None
-
-
-def jsonapi_errors(body_text: str) -> list[str]:
-    """Readable messages from a JSON:API error body (``errors`` as a list or one object).
-
-    Each is ``"<title>: <detail> (status <n>, request <id>)"`` with the parts present; the
-    ``status`` may be an int or a string. Empty when the body is not such a document.
-    """
-    value = decode_json(body_text)
-    if not isinstance(value, Mapping):
-        return []
-    errors = value.get("errors")
-    if isinstance(errors, Mapping):
-        errors = [errors]
-    if not isinstance(errors, list):
-        return []
-    out: list[str] = []
-    for err in errors[:5]:
-        if not isinstance(err, Mapping):
-            continue
-        title = err.get("title") if isinstance(err.get("title"), str) else None
-        detail = err.get("detail") if isinstance(err.get("detail"), str) else None
-        text = ": ".join(p for p in (title, detail) if p) or "error"
-        notes = []
-        status = _error_status(err.get("status"))
-        if status is not None:
-            notes.append(f"status {status}")
-        request_id = err.get("request_id")
-        if isinstance(request_id, str) and request_id:
-            notes.append(f"request {request_id[:64]}")
-        out.append(f"{text} ({', '.join(notes)})" if notes else text)
-    return out
-
-
-def _body_reason(body_text: str) -> str:
-    messages = jsonapi_errors(body_text)
-    return truncate("; ".join(messages) if messages else body_text)
-
-
-def classify_elasticpath(
-    status: int | None,
-    exc: BaseException | None,
-    body_text: str,
-    retry_after_header: str | None,
-    *,
-    write: bool = False,
-    token: bool = False,
-    now: datetime | None = None,
-) -> Outcome:
-    """Classify one EP exchange: :data:`EP_STATUS_RULES` (read or ``write`` column), the
-    status-class rules, and :data:`sync.outcomes.EXCEPTION_RULES` for transport errors.
-
-    A 2xx body must be a JSON object (else ``retry``). ``token`` marks the token endpoint,
-    where 400/401/403/422 mean the credentials are wrong (``fatal``).
-    """
-    if exc is not None:
-        kind: Kind = EXCEPTION_FALLBACK[0]
-        for exc_type, sw_kind, _ in EXCEPTION_RULES:
-            if isinstance(exc, exc_type):
-                kind = sw_kind
-                break
-        detail = truncate(f"{type(exc).__name__}: {exc}", 300)
-        if isinstance(exc, httpx.TimeoutException):
-            reason = f"{NAME} timed out ({detail})"
-        elif kind == "retry":
-            reason = f"could not reach {NAME} ({detail})"
-        else:
-            reason = f"cannot send requests to {NAME}: check {BASE_URL_VAR} ({detail})"
-        return Outcome(kind, None, reason, None)
-    if status is None:
-        raise ValueError("classify_elasticpath needs a status or an exception")
-    if 200 <= status < 300:
-        value = decode_json(body_text)
-        if isinstance(value, dict):
-            return Outcome("ok", None, "ok", status)
-        shape = "no JSON" if value is INVALID_JSON else f"JSON {type(value).__name__}"
-        return Outcome(
-            "retry",
-            None,
-            f"{NAME} sent {shape} where a JSON object was expected (truncated or garbled "
-            f"response): {truncate(body_text, 200)}",
-            status,
-        )
-    if token and status in (400, 401, 403, 422):
-        return Outcome(
-            "fatal",
-            None,
-            f"{NAME} refused a client-credentials token: check {CREDENTIALS_VARS} "
-            f"({_body_reason(body_text)})",
-            status,
-        )
-    pair = (
-        EP_STATUS_RULES.get(status)
-        or EP_STATUS_CLASS_RULES.get(status // 100)
-        or EP_STATUS_FALLBACK
-    )
-    kind = pair[1] if write else pair[0]
-    retry_after = parse_retry_after(retry_after_header, now=now) if kind == "retry" else None
-    if status == 401:
-        reason = f"{NAME} rejected the access token twice: check {CREDENTIALS_VARS}"
-    elif status == 403:
-        reason = (
-            f"{NAME} refused access: check {CREDENTIALS_VARS} and that the key is a "
-            "client_credentials key with the Seller Admin role"
-        )
-    elif 300 <= status < 400:
-        reason = f"{NAME} answered with a redirect: check {BASE_URL_VAR}"
-    elif kind == "not_found":
-        reason = f"not found on {NAME}"
-    else:
-        lead = {
-            "fatal": f"{NAME} says our request is invalid (a bug or configuration problem)",
-            "skip": f"{NAME} rejected the change",
-        }.get(kind)
-        if lead is None:
-            lead = f"{NAME} rate limit exceeded" if status == 429 else f"{NAME} is unavailable"
-        text = _body_reason(body_text)
-        reason = f"{lead}: {text}" if text else lead
-    return Outcome(kind, retry_after, reason, status)
 
 
 # ====================================================================== helpers
@@ -812,7 +657,7 @@ class ElasticPathClient:
         meta = body.get("meta")
         results = meta.get("results") if isinstance(meta, Mapping) else None
         total = results.get("total") if isinstance(results, Mapping) else None
-        value = _error_status(total)
+        value = int_or_digits(total)
         if value is None and isinstance(total, float) and total.is_integer():
             value = int(total)
         if value is None or value < 0:

@@ -19,6 +19,7 @@ from sync.clock import FakeClock
 from sync.domain.windows import Window
 from sync.errors import FatalError, RetryableError, SkippableError
 from sync.httpclient import DEFAULT_TIMEOUT
+from sync.outcomes import classify_elasticpath, jsonapi_errors
 from sync.ratelimit import Unlimited
 from sync.sandbox.elasticpath import ElasticPathSimulator
 from sync.sources.base import Source
@@ -26,8 +27,6 @@ from sync.sources.elasticpath import (
     ELASTICPATH_BUCKET,
     ElasticPathClient,
     ElasticPathSource,
-    classify_elasticpath,
-    jsonapi_errors,
     parse_token_response,
     split_page,
     ts_filter,
