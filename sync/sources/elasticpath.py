@@ -52,12 +52,12 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from types import TracebackType
 from typing import Any, Final
 
 import httpx
 import structlog
 
+from sync.apiclient import PooledApiClient
 from sync.clock import Clock, utc
 from sync.domain.models import SourceOrder, SourceStatus
 from sync.domain.parse_elasticpath import (
@@ -239,7 +239,7 @@ def parse_token_response(
 # ====================================================================== client
 
 
-class ElasticPathClient:
+class ElasticPathClient(PooledApiClient):
     """Reads (and tags) orders of one EP store; see the module docstring for the contract.
 
     ``base_url`` is the API host, e.g. ``https://useast.api.elasticpath.com`` (a trailing
@@ -309,26 +309,6 @@ class ElasticPathClient:
         self.calls: Counter[str] = Counter()
         self.throttled = 0
         self.token_requests = 0
-
-    @property
-    def limiter(self) -> Limiter:
-        return self._limiter
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the connection pool. Idempotent."""
-        self._http.close()
-
-    def __enter__(self) -> ElasticPathClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- core --------------------------------------------------------------------------------
     def _redact(self, text: str) -> str:

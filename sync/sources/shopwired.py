@@ -26,13 +26,13 @@ from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, Final
 
 import httpx
 import structlog
 
 from sync import metrics
+from sync.apiclient import PooledApiClient
 from sync.clock import Clock, utc
 from sync.errors import RetryableError, SyncError
 from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
@@ -111,7 +111,7 @@ def _order_id(value: object) -> int:
     return value
 
 
-class ShopWiredClient:
+class ShopWiredClient(PooledApiClient):
     """Reads orders from one ShopWired store (see the module docstring for the contract).
 
     ``base_url`` includes the version, e.g. ``https://api.ecommerceapi.uk/v1``; all paths are
@@ -157,26 +157,6 @@ class ShopWiredClient:
         )
         self.calls: Counter[str] = Counter()
         self.throttled: int = 0
-
-    @property
-    def limiter(self) -> Limiter:
-        return self._limiter
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the connection pool. Idempotent."""
-        self._http.close()
-
-    def __enter__(self) -> ShopWiredClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- core --------------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
