@@ -39,6 +39,7 @@ class IngestResult:
     changed: int = 0
     unchanged: int = 0
     skipped: int = 0
+    out_of_scope: int = 0
     events: int = 0
     to_push: list[str] = field(default_factory=list)
     created: list[datetime] = field(default_factory=list)
@@ -50,6 +51,7 @@ class IngestResult:
         self.changed += other.changed
         self.unchanged += other.unchanged
         self.skipped += other.skipped
+        self.out_of_scope += other.out_of_scope
         self.events += other.events
         self.to_push.extend(other.to_push)
         self.created.extend(other.created)
@@ -103,8 +105,21 @@ class Ingestor:
             return _Prepared(ref, order_id, None, None, None, None, exc.message)
         return _Prepared(ref, order_id, order, resolution, body, content_hash(body), None)
 
-    def ingest(self, raws: Sequence[Any], *, now: datetime, allow_events: bool) -> IngestResult:
-        """Record one page. Commits once; returns what needs pushing."""
+    def ingest(
+        self,
+        raws: Sequence[Any],
+        *,
+        now: datetime,
+        allow_events: bool,
+        not_before: datetime | None = None,
+    ) -> IngestResult:
+        """Record one page. Commits once; returns what needs pushing.
+
+        An order the ledger does not know yet and created before ``not_before`` is out of
+        scope: it is not recorded and never reaches WiredPlus (counted in ``out_of_scope``,
+        still listed in ``seen_ids`` and ``created`` — it exists, and the watermark may pass
+        it). Orders the ledger already knows are always followed.
+        """
         result = IngestResult()
         prepared: dict[str, _Prepared] = {}
         for raw in raws:
@@ -125,6 +140,9 @@ class Ingestor:
                     continue
                 assert p.order and p.resolution and p.body is not None and p.digest
                 result.created.append(self._cursor_date(p.order))
+                if row is None and not_before is not None and p.order.created_at < not_before:
+                    result.out_of_scope += 1
+                    continue
                 previous = _known(row)
                 new_state = known_state(p.order)
                 if (

@@ -42,6 +42,8 @@ from sync.service.ingest import Ingestor, IngestResult
 from sync.sources.base import Source
 
 IDS_PER_CALL = 50
+SCOPE_START = "scope_start"
+"""Cursor: the earliest created date ordersync imports (see :meth:`Poller.scope_start`)."""
 
 
 class PassInterrupted(Exception):
@@ -173,6 +175,31 @@ class Poller:
         raw = self.ledger.get_cursor(self.store, WATERMARK)
         return datetime.fromisoformat(raw) if raw else self.start_at(now)
 
+    def scope_start(self, now: datetime) -> datetime:
+        """The earliest *created* date an order may have to be imported, whatever path finds
+        it (the scan, a webhook, an Elastic Path ``updated_at`` window, a refresh request).
+
+        Fixed at the first pass (``ORDERSYNC_START_DATE``, else 30 days before it) and kept in
+        the ledger, so the default does not slide forward; an earlier ``ORDERSYNC_START_DATE``
+        or an ``ordersync backfill --since`` moves it back. Orders already in the ledger are
+        always followed. Without this an old order touched today (Elastic Path lists it by
+        ``updated_at``; a ShopWired webhook names it) would appear in WiredPlus, where a
+        "new order" automation could mail its customer about last year's purchase.
+        """
+        configured = self.start_at(now)
+        raw = self.ledger.get_cursor(self.store, SCOPE_START)
+        if raw is not None:
+            return min(datetime.fromisoformat(raw), configured)
+        with self.ledger.session() as s:
+            self.ledger.set_cursor(s, self.store, SCOPE_START, configured.isoformat(), now)
+        return configured
+
+    def _lower_scope_start(self, since: datetime) -> None:
+        now = self.clock.now()
+        if since < self.scope_start(now):
+            with self.ledger.session() as s:
+                self.ledger.set_cursor(s, self.store, SCOPE_START, since.isoformat(), now)
+
     # -- the pass -----------------------------------------------------------------------
     def run_pass(self) -> PassReport:
         now = self.clock.now()
@@ -240,6 +267,7 @@ class Poller:
             new_orders=report.new.new,
             changed=report.new.changed + report.refresh.changed,
             skipped=report.new.skipped + report.refresh.skipped,
+            out_of_scope=report.new.out_of_scope + report.webhook.out_of_scope,
             events=report.new.events + report.refresh.events,
             refreshed=report.refresh.seen,
             refresh_calls=report.refresh_calls,
@@ -297,7 +325,7 @@ class Poller:
             dead_letters=counts.orders.get("dead", 0) + counts.events.get("dead", 0),
             skipped=counts.orders.get("skipped", 0),
             synced=counts.orders.get("synced", 0),
-            shopwired_calls=report.new_pages + report.refresh_calls + report.webhook_calls,
+            source_calls=report.new_pages + report.refresh_calls + report.webhook_calls,
             webhooks_healthy=report.webhooks_healthy,
         )
 
@@ -313,7 +341,8 @@ class Poller:
             return
         for page in self.source.new_order_pages(window):
             report.new_pages += 1
-            result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True)
+            result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True,
+                                           not_before=self.scope_start(now))
             report.new.add(result)
             self.dispatcher.dispatch(self.store, result.to_push)
             if self.stop_requested():
@@ -345,7 +374,8 @@ class Poller:
             read_at = self.clock.now()
             raws = self.source.fetch_by_ids(ids)
             report.webhook_calls += 1
-            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
+            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True,
+                                           not_before=self.scope_start(now))
             report.webhook.add(result)
             missing = [oid for oid in ids if oid not in result.seen_ids]
             if missing:
@@ -403,7 +433,8 @@ class Poller:
             chunk = candidates[i : i + IDS_PER_CALL]
             raws = self.source.fetch_by_ids([oid for _, oid in chunk])
             report.refresh_calls += 1
-            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
+            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True,
+                                           not_before=self.scope_start(now))
             report.refresh.add(result)
             missing = [oid for _, oid in chunk if oid not in result.seen_ids]
             if missing:
@@ -444,7 +475,9 @@ class Poller:
         chunk: timedelta = timedelta(days=31),
         progress: Callable[[Window, IngestResult], None] | None = None,
     ) -> IngestResult:
-        """Import history in ``[since, until]`` without emitting any event."""
+        """Import history in ``[since, until]`` without emitting any event; the scope start
+        moves back to ``since`` so later passes follow these orders too."""
+        self._lower_scope_start(since)
         total = IngestResult()
         for window in split_range(since, until, chunk):
             part = IngestResult()
