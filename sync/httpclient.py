@@ -39,12 +39,16 @@ def build_client(
     timeout: httpx.Timeout,
     headers: Mapping[str, str] | None = None,
 ) -> httpx.Client:
-    """One long-lived client: Basic auth, JSON ``Accept``, our User-Agent, no redirects."""
-    all_headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    """One long-lived client: Basic auth, JSON ``Accept``, our User-Agent, no redirects.
+
+    The Basic ``Authorization`` header is computed once and sent as a default header (the
+    same bytes httpx's ``auth=`` would send, without running its auth flow per request)."""
+    token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode("ascii")
+    all_headers = {"Accept": "application/json", "User-Agent": USER_AGENT,
+                   "Authorization": f"Basic {token}"}
     all_headers.update(headers or {})
     return httpx.Client(
         base_url=normalise_base_url(base_url),
-        auth=auth,
         transport=transport,
         timeout=timeout,
         headers=all_headers,

@@ -2,7 +2,9 @@
 
 With several Celery workers each process would otherwise keep its own bucket and together
 exceed the API's limit. :class:`SharedLimiter` implements the same :class:`~sync.ratelimit.Limiter`
-protocol as the in-process limiters, on the `limits` library's Redis moving windows:
+protocol as the in-process limiters, with moving windows kept in Redis and checked and taken by
+one Lua script per call (one round trip, atomic across processes; ``limits`` only supplies the
+window specifications):
 
 * **ShopWired** (:func:`shopwired_limiter`): at most ``rate`` calls in any 1-second window.
   Over any interval of T seconds that is ≤ rate·(T+1) calls, which for rate 2 never overflows
@@ -38,8 +40,6 @@ from limits import (
     RateLimitItemPerMinute,
     RateLimitItemPerSecond,
 )
-from limits.storage import RedisStorage
-from limits.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 
 from sync.clock import Clock
 from sync.errors import RetryableError
@@ -54,11 +54,71 @@ def limiter_key(api: str, base_url: str, user: str) -> str:
     return f"ordersync:rl:{api}:{digest}"
 
 
+# One round trip per call: the penalty, then every window; a slot is taken in all windows or
+# in none. Time is Redis's (``TIME``), the same for every process. Windows of at most
+# MOVING_WINDOW_MAX calls are exact moving windows (a list of admission times, newest first:
+# full when the ``amount``-th newest is younger than the window); larger ones are sliding
+# window counters (the previous fixed window weighted by the part still inside the moving one).
+# KEYS[1] = penalty key, KEYS[1+i] = window i; ARGV = cost, max_moving, then amount, seconds
+# per window. Returns 0 (admitted) or the wait in milliseconds (nothing taken).
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl > 0 then return pttl end
+local cost = tonumber(ARGV[1])
+local max_moving = tonumber(ARGV[2])
+local wait = 0
+local n = #KEYS - 1
+for i = 1, n do
+  local amount = tonumber(ARGV[1 + 2 * i])
+  local seconds = tonumber(ARGV[2 + 2 * i])
+  local key = KEYS[1 + i]
+  if cost > amount then
+    wait = math.max(wait, seconds)
+  elseif amount <= max_moving then
+    local oldest = redis.call('LINDEX', key, amount - cost)
+    if oldest and tonumber(oldest) > now - seconds then
+      wait = math.max(wait, tonumber(oldest) + seconds - now)
+    end
+  else
+    local bucket = math.floor(now / seconds)
+    local cur = tonumber(redis.call('GET', key .. ':' .. bucket) or '0')
+    local prev = tonumber(redis.call('GET', key .. ':' .. (bucket - 1)) or '0')
+    local into = now / seconds - bucket
+    if prev * (1 - into) + cur + cost > amount then
+      local need = prev * (1 - into) + cur + cost - amount
+      local w = (1 - into) * seconds
+      if prev > 0 and need <= prev * (1 - into) then w = need / prev * seconds end
+      wait = math.max(wait, w, 0.01)
+    end
+  end
+end
+if wait > 0 then return math.max(math.ceil(wait * 1000), 1) end
+for i = 1, n do
+  local amount = tonumber(ARGV[1 + 2 * i])
+  local seconds = tonumber(ARGV[2 + 2 * i])
+  local key = KEYS[1 + i]
+  if amount <= max_moving then
+    for _ = 1, cost do redis.call('LPUSH', key, string.format('%.6f', now)) end
+    redis.call('LTRIM', key, 0, amount - 1)
+    redis.call('EXPIRE', key, math.ceil(seconds) + 1)
+  else
+    local bkey = key .. ':' .. math.floor(now / seconds)
+    redis.call('INCRBY', bkey, cost)
+    redis.call('EXPIRE', bkey, math.ceil(2 * seconds) + 1)
+  end
+end
+return 0
+"""
+
+
 class SharedLimiter:
     """A :class:`~sync.ratelimit.Limiter` whose budget lives in Redis.
 
     ``items`` are all enforced: a call is admitted only when every window has room; a wait is
-    the longest time until the fullest window frees a slot.
+    the longest time until the fullest window frees a slot. Each ``try_acquire`` is one
+    Redis command (a Lua script, atomic across processes).
     """
 
     def __init__(
@@ -72,35 +132,25 @@ class SharedLimiter:
     ) -> None:
         self.key = key
         self._clock = clock
-        self._items = list(items)
         self._redis = client or redis.Redis.from_url(redis_url, socket_timeout=5)
-        storage = RedisStorage(_storage_uri(redis_url))
-        self._moving = MovingWindowRateLimiter(storage)
-        self._sliding = SlidingWindowCounterRateLimiter(storage)
+        self._script = self._redis.register_script(_ACQUIRE_LUA)
         self._lock = threading.Lock()
+        self.replace_items(items)
 
     # -- Limiter protocol ------------------------------------------------------------------
     def try_acquire(self) -> float:
         """0 and one call counted when every window has room, else seconds to wait."""
+        return self.try_acquire_many(1)
+
+    def try_acquire_many(self, cost: int) -> float:
+        """0 and ``cost`` calls counted when every window has room for all of them, else the
+        seconds to wait (nothing taken). One Redis command."""
         try:
             with self._lock:
-                penalty_ms = _int(self._redis.pttl(self._penalty_key()))
-                if penalty_ms > 0:
-                    return penalty_ms / 1000.0
-                wait = 0.0
-                for item in self._items:
-                    strategy = self._strategy(item)
-                    if not strategy.test(item, self.key):
-                        stats = strategy.get_window_stats(item, self.key)
-                        wait = max(wait, stats.reset_time - time.time(), 0.01)
-                if wait > 0:
-                    return wait
-                for item in self._items:
-                    if not self._strategy(item).hit(item, self.key):
-                        return 0.05  # another process took the slot between test and hit
-                return 0.0
+                wait_ms = _int(self._script(keys=self._keys, args=[cost, *self._args]))
         except redis.RedisError as exc:
             raise RetryableError(f"rate-limit store unreachable: {type(exc).__name__}") from exc
+        return wait_ms / 1000.0
 
     def acquire(self) -> None:
         """Block (``clock.sleep``) until a call is admitted."""
@@ -127,14 +177,18 @@ class SharedLimiter:
     def _penalty_key(self) -> str:
         return f"{self.key}:penalty"
 
-    def _strategy(
-        self, item: RateLimitItem
-    ) -> MovingWindowRateLimiter | SlidingWindowCounterRateLimiter:
-        return self._moving if item.amount <= MOVING_WINDOW_MAX else self._sliding
-
     def replace_items(self, items: Sequence[RateLimitItem]) -> None:
+        """Enforce ``items`` from now on (each window keyed by its amount and length, so a
+        changed limit starts a fresh window)."""
+        keys = [self._penalty_key()]
+        args: list[int | float] = [MOVING_WINDOW_MAX]
+        for item in items:
+            seconds = int(item.get_expiry())
+            keys.append(f"{self.key}:w:{item.amount}/{seconds}")
+            args += [int(item.amount), seconds]
         with self._lock:
             self._items = list(items)
+            self._keys, self._args = keys, args
 
 
 class SharedHourlyBudget(SharedLimiter):
@@ -220,8 +274,3 @@ def _int(value: Any) -> int:
         return int(value)
     except (TypeError, ValueError):
         return 0
-
-
-def _storage_uri(redis_url: str) -> str:
-    """`limits` wants ``redis://`` / ``rediss://`` URIs — the same as Celery's."""
-    return redis_url

@@ -89,8 +89,9 @@ def push_order(store: str, ref: str) -> str:
 @app.task(name=PUSH_MANY_TASK, acks_late=True, reject_on_worker_lost=True,  # type: ignore[untyped-decorator]
           ignore_result=True)
 def push_orders(store: str, refs: list[str]) -> dict[str, int]:
-    """Push several orders of ``store`` one after the other (one broker message for all).
-    Redelivered after a crash, the ones already synced are simply not due any more."""
+    """Push several orders of ``store`` as one batch (one broker message, one claim statement,
+    one closing transaction: :meth:`sync.service.push.Pusher.push_many`). Redelivered after a
+    crash, the ones already synced are simply not due any more."""
     from collections import Counter
 
     from sync.errors import FatalError
@@ -98,8 +99,8 @@ def push_orders(store: str, refs: list[str]) -> dict[str, int]:
     runtime = _get_runtime()
     outcomes: Counter[str] = Counter()
     try:
-        for ref in refs:
-            outcomes[str(runtime.pusher.push(store, ref).outcome)] += 1
+        for result in runtime.pusher.push_many(store, refs):
+            outcomes[str(result.outcome)] += 1
     except FatalError as exc:
         runtime.log.critical("worker.fatal", error=str(exc), hint="fix the configuration")
         raise

@@ -4,7 +4,10 @@ Contracts:
 
 * ``claim`` is the only way to start pushing an order: an atomic compare-and-set on a lease, so
   two workers never push the same order at once (works identically on SQLite and PostgreSQL).
-* ``finish_push`` marks an order synced only if nobody changed it since the claim (``version``),
+* ``claim_many`` is the same compare-and-set for a batch of orders in one statement (``UPDATE …
+  RETURNING``; on PostgreSQL rows locked by another transaction are skipped, never waited for,
+  so a batch claim cannot deadlock with an ingest transaction).
+* the pusher marks an order synced only if nobody changed it since the claim (``version``),
   so an order updated mid-push stays pending and is pushed again.
 """
 
@@ -15,9 +18,21 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, and_, case, create_engine, event, func, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    case,
+    create_engine,
+    event,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from sync.ledger.models import (
@@ -73,6 +88,29 @@ class DeadLetter:
 
 
 @dataclass(frozen=True, slots=True)
+class ClaimedOrder:
+    """What a pusher needs of an order it holds the lease on (values as of the claim, i.e.
+    ``pushed_hash`` already marked in doubt when a push is about to happen)."""
+
+    id: int
+    ref: str
+    source_order_id: str
+    order_reference: str | None
+    payload: str | None
+    content_hash: str | None
+    pushed_hash: str | None
+    wiredplus_id: str | None
+    version: int
+    attempts: int
+
+
+_O = OrderRow.__table__.c
+_E = EventRow.__table__.c
+_CLAIM_COLUMNS = (_O.id, _O.ref, _O.source_order_id, _O.order_reference, _O.payload,
+                  _O.content_hash, _O.pushed_hash, _O.wiredplus_id, _O.version, _O.attempts)
+
+
+@dataclass(frozen=True, slots=True)
 class Counts:
     orders: dict[str, int]
     events: dict[str, int]
@@ -109,6 +147,12 @@ class Ledger:
         """One transaction: committed on success, rolled back on any exception."""
         with self._sessions() as s, s.begin():
             yield s
+
+    @contextmanager
+    def connection(self) -> Iterator[Connection]:
+        """One transaction on a Core connection (no ORM: for the hot push path)."""
+        with self.engine.begin() as conn:
+            yield conn
 
     # -- cursors ------------------------------------------------------------------------
     def get_cursor(self, store: str, name: str) -> str | None:
@@ -437,6 +481,57 @@ class Ledger:
             if res.rowcount != 1:  # type: ignore[attr-defined]
                 return None
             return s.scalar(select(OrderRow).where(OrderRow.store == store, OrderRow.ref == ref))
+
+    def claim_many(
+        self, store: str, refs: Sequence[str], owner: str, now: datetime, lease: timedelta
+    ) -> tuple[list[ClaimedOrder], set[str]]:
+        """:meth:`claim` for several orders in one transaction: the orders whose lease was
+        taken (ascending id; the in-doubt marking is the same as ``claim``'s) and, of those,
+        the refs with pending events. Orders not due, leased by someone else or — on
+        PostgreSQL — locked by a concurrent transaction are left out (the caller reports them
+        busy; whatever is still due is dispatched again by the next pass)."""
+        unique = list(dict.fromkeys(refs))
+        if not unique:
+            return [], set()
+        if not self.engine.dialect.update_returning:  # pragma: no cover - old SQLite
+            claimed: list[ClaimedOrder] = []
+            for ref in unique:
+                row = self.claim(store, ref, owner, now, lease)
+                if row is not None:
+                    claimed.append(ClaimedOrder(*(getattr(row, c.key) for c in _CLAIM_COLUMNS)))
+            with self.connection() as conn:
+                return claimed, self._refs_with_events(conn, store, [c.ref for c in claimed])
+        due = and_(
+            _O.store == store,
+            _O.ref.in_(unique),
+            _O.state == OrderState.PENDING,
+            or_(_O.next_attempt_at.is_(None), _O.next_attempt_at <= now),
+            or_(_O.lease_until.is_(None), _O.lease_until < now),
+        )
+        stmt = update(cast(Table, OrderRow.__table__))
+        if self.engine.dialect.name == "postgresql":
+            ids = select(_O.id).where(due).order_by(_O.id).with_for_update(skip_locked=True)
+            stmt = stmt.where(_O.id.in_(ids.scalar_subquery()), due)
+        else:
+            stmt = stmt.where(due)
+        stmt = stmt.values(
+            lease_owner=owner,
+            lease_until=now + lease,
+            pushed_hash=case((_O.pushed_hash == _O.content_hash, _O.pushed_hash), else_=None),
+        ).returning(*_CLAIM_COLUMNS)
+        with self.connection() as conn:
+            rows = sorted((ClaimedOrder(*r) for r in conn.execute(stmt)), key=lambda c: c.id)
+            return rows, self._refs_with_events(conn, store, [c.ref for c in rows])
+
+    @staticmethod
+    def _refs_with_events(conn: Connection, store: str, refs: Sequence[str]) -> set[str]:
+        if not refs:
+            return set()
+        return set(conn.scalars(
+            select(_E.order_ref).distinct().where(
+                _E.store == store, _E.order_ref.in_(list(refs)), _E.state == EventState.PENDING
+            )
+        ))
 
     @staticmethod
     def pending_events(s: Session, store: str, ref: str) -> list[EventRow]:

@@ -30,18 +30,21 @@ class InlineDispatcher:
     on_result: Callable[[str], None] | None = None
     should_stop: Callable[[], bool] = lambda: False  # SIGTERM: leave the rest pending
 
+    batch: int = 20  # orders per ``Pusher.push_many`` (one claim, one closing transaction)
+
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
-        """Push each order now. When ``should_stop`` turns true the rest stay pending in the
-        ledger, where the next pass (or run) finds them."""
-        for ref in dict.fromkeys(refs):
+        """Push each order now, ``batch`` at a time. When ``should_stop`` turns true the rest
+        stay pending in the ledger, where the next pass (or run) finds them."""
+        unique = list(dict.fromkeys(refs))
+        for i in range(0, len(unique), max(self.batch, 1)):
             if self.should_stop():
                 return
-            result = self.pusher.push(store, ref)
-            self.outcomes[result.outcome] += 1
-            self.events_sent += result.events_sent
-            self.order_calls += 1 if result.order_call else 0
-            if self.on_result:
-                self.on_result(result.outcome)
+            for result in self.pusher.push_many(store, unique[i : i + max(self.batch, 1)]):
+                self.outcomes[result.outcome] += 1
+                self.events_sent += result.events_sent
+                self.order_calls += 1 if result.order_call else 0
+                if self.on_result:
+                    self.on_result(result.outcome)
 
 
 @dataclass

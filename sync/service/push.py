@@ -1,14 +1,27 @@
-"""Push one order from the ledger to WiredPlus: UpdateOrder first, then its events in order.
+"""Push ledger orders to WiredPlus: UpdateOrder first, then its events in order.
 
 Exactly-once effect: the UpdateOrder body always carries the same ``api_reference_id`` (and the
 WiredPlus ``id`` once known) and each event its deterministic ``event_reference``, so a retry
-after a lost response upserts instead of duplicating. The ledger records each success as soon
-as it happens, so a crash between two calls repeats at most one (idempotent) call.
+after a lost response upserts instead of duplicating. Orders are pushed in batches
+(:meth:`Pusher.push_many`, one Celery message of up to 20 refs):
+
+* one statement claims the whole batch (:meth:`Ledger.claim_many`): every lease is taken — and
+  every payload about to be pushed marked *in doubt* — before any WiredPlus call;
+* an order with pending events records its UpdateOrder (own transaction) *before* its events
+  go out (they reference the WiredPlus id), and each event's success as it happens;
+* every other success is recorded, with the ``synced`` transition, in one closing transaction
+  for the batch. A crash before it only leaves leased, in-doubt orders: after the lease they
+  are pushed again — an idempotent resend, never a lost or duplicated effect;
+* ``synced`` requires the ``version`` unchanged since the claim and no pending event;
+  otherwise the order stays pending and due now (``requeued``);
+* a batch starts no order later than :data:`CALL_ALLOWANCE_S` before its leases expire (slow
+  WiredPlus) and releases the rest, so no UpdateOrder can land after its lease was taken over.
 
 Failures are classified by :mod:`sync.outcomes`: retryable ones are rescheduled in the ledger
 (``next_attempt_at``, Svix-like schedule) and dead-lettered when exhausted; a rejected order or
-event is dead-lettered at once with the response text; fatal errors release the lease and
-propagate so the daemon stops loudly.
+event is dead-lettered at once with the response text; fatal errors record what succeeded,
+release the leases and propagate so the daemon stops loudly. One ``order.push`` log line per
+order action (ids, outcome, attempt, duration, events sent).
 """
 
 from __future__ import annotations
@@ -16,24 +29,30 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import Table, bindparam, exists, insert, select, update
 
 from sync import metrics
 from sync.clock import Clock
 from sync.domain.retry import is_exhausted, retry_delay
 from sync.errors import FatalError, RetryableError, SkippableError
-from sync.ledger.models import EventRow, EventState, OrderRow, OrderState
-from sync.ledger.store import Ledger
+from sync.ledger.models import EventRow, EventState, LogRow, OrderRow, OrderState
+from sync.ledger.store import ClaimedOrder, Ledger
 
 
 class Sink(Protocol):
     def update_order(self, payload: dict[str, Any]) -> str: ...
     def create_order_event(self, payload: dict[str, Any]) -> str: ...
+
+
+CALL_ALLOWANCE_S = 75.0
+"""The worst time one order's UpdateOrder may take to reach WiredPlus (30 s client-side rate
+wait + 10 s connect + 30 s read + margin). A batch starts no order later than this before its
+leases expire, so no payload can land after a newer push that took an expired lease over."""
 
 
 @dataclass(frozen=True)
@@ -46,11 +65,63 @@ class PushPolicy:
 @dataclass
 class PushResult:
     ref: str
-    outcome: str  # synced | retry | dead | busy | fatal
+    outcome: str  # synced | requeued | retry | dead | busy | fatal
     order_call: str | None = None  # created/updated | None when unchanged
     wiredplus_id: str | None = None
     events_sent: int = 0
     error: str | None = None
+
+
+@dataclass(slots=True)
+class _Unrecorded:
+    """A delivered order whose success waits for the batch's closing transaction."""
+
+    row: ClaimedOrder
+    result: PushResult
+    pushed: dict[str, Any]  # {"wiredplus_id", "pushed_hash"} or {} (already recorded / none)
+    attempt: int
+    elapsed: float  # seconds spent on this order's calls
+
+
+_ORDERS = cast(Table, OrderRow.__table__)
+_LOG = cast(Table, LogRow.__table__)
+_O = _ORDERS.c
+_E = cast(Table, EventRow.__table__).c
+_HELD = (
+    (_O.store == bindparam("b_store"))
+    & (_O.ref == bindparam("b_ref"))
+    & (_O.lease_owner == bindparam("b_owner"))
+)
+_NO_PENDING_EVENT = ~exists(
+    select(_E.id).where(
+        _E.store == bindparam("b_store"),
+        _E.order_ref == bindparam("b_ref"),
+        _E.state == EventState.PENDING,
+    )
+)
+_SYNCED_VALUES: dict[str, Any] = dict(
+    state=OrderState.SYNCED, attempts=0, last_error=None, next_attempt_at=None,
+    synced_at=bindparam("b_now"), lease_owner=None, lease_until=None,
+)
+_REQUEUE_VALUES: dict[str, Any] = dict(
+    lease_owner=None, lease_until=None, next_attempt_at=bindparam("b_now"),
+)
+_PUSHED_VALUES: dict[str, Any] = dict(
+    wiredplus_id=bindparam("b_wiredplus_id"), pushed_hash=bindparam("b_pushed_hash"),
+)
+# Synced only if nothing changed since the claim and no event is waiting; built once (Core).
+_SYNCED = (update(_ORDERS)
+           .where(_HELD, _O.version == bindparam("b_version"), _NO_PENDING_EVENT)
+           .values(**_SYNCED_VALUES))
+_SYNCED_PUSHED = (update(_ORDERS)
+                  .where(_HELD, _O.version == bindparam("b_version"), _NO_PENDING_EVENT)
+                  .values(**_SYNCED_VALUES, **_PUSHED_VALUES))
+# Changed under us: leave it pending and due now; release the lease.
+_REQUEUE = update(_ORDERS).where(_HELD).values(**_REQUEUE_VALUES)
+_REQUEUE_PUSHED = (update(_ORDERS).where(_HELD)
+                   .values(**_REQUEUE_VALUES, **_PUSHED_VALUES))
+_RELEASE = (update(_ORDERS).where(_HELD)
+            .values(lease_owner=None, lease_until=None))
 
 
 class Pusher:
@@ -77,37 +148,79 @@ class Pusher:
 
     def push(self, store: str, ref: str) -> PushResult:
         """Push ``ref`` if it is due and nobody else holds it."""
-        start = self.clock.monotonic()
-        now = self.clock.now()
+        return self.push_many(store, [ref])[0]
+
+    def push_many(self, store: str, refs: Sequence[str]) -> list[PushResult]:
+        """Push each of ``refs`` that is due and not held by anybody else (contract: module
+        docstring); one result per distinct ref, in order (``busy`` for those not claimed)."""
+        unique = list(dict.fromkeys(refs))
+        if not unique:
+            return []
         owner = f"{self.owner}-{uuid.uuid4().hex[:6]}"
-        row = self.ledger.claim(store, ref, owner, now, self.policy.lease)
-        if row is None:
-            return PushResult(ref, "busy")
-        result = PushResult(ref, "synced")
+        results = {ref: PushResult(ref, "busy") for ref in unique}
+        lease_s = self.policy.lease.total_seconds()
+        deadline = self.clock.monotonic() + max(lease_s - CALL_ALLOWANCE_S, lease_s / 6)
+        claimed, with_events = self.ledger.claim_many(
+            store, unique, owner, self.clock.now(), self.policy.lease
+        )
+        unrecorded: list[_Unrecorded] = []
+        fatal: FatalError | None = None
+        rest: list[str] = []
+        for i, row in enumerate(claimed):
+            if fatal is not None or (i and self.clock.monotonic() > deadline):
+                rest.append(row.ref)
+                continue
+            try:
+                self._push_one(store, row, owner, row.ref in with_events, results[row.ref],
+                               unrecorded)
+            except FatalError as exc:
+                fatal = exc
+        if rest:
+            self._release(store, owner, rest)
+        self._record(store, owner, unrecorded)
+        if fatal is not None:
+            raise fatal
+        return [results[ref] for ref in unique]
+
+    # -- steps --------------------------------------------------------------------------
+    def _push_one(
+        self, store: str, row: ClaimedOrder, owner: str, has_events: bool, result: PushResult,
+        unrecorded: list[_Unrecorded],
+    ) -> None:
+        start = self.clock.monotonic()
+        result.outcome = "synced"
         attempt = row.attempts + 1
         try:
-            self._deliver(store, row, owner, result)
+            pushed = self._deliver(store, row, owner, has_events, result)
         except RetryableError as exc:
             self._fail_retry(store, row, owner, exc, result)
         except SkippableError as exc:
             self._dead_letter(store, row, owner, f"WiredPlus rejected the order: {exc}", result)
         except FatalError as exc:
-            self.ledger.release(store, ref, owner)
+            self.ledger.release(store, row.ref, owner)
             result.outcome, result.error = "fatal", str(exc)
-            self._log(store, row, result, attempt, start)
+            self._log(store, row, result, attempt, self.clock.monotonic() - start)
             raise
         except Exception as exc:  # an unexpected bug must not strand the order
             self._fail_retry(
                 store, row, owner, RetryableError(f"internal error: {type(exc).__name__}: {exc}"),
                 result,
             )
-        self._log(store, row, result, attempt, start)
-        return result
+        else:
+            unrecorded.append(
+                _Unrecorded(row, result, pushed, attempt, self.clock.monotonic() - start)
+            )
+            return
+        self._log(store, row, result, attempt, self.clock.monotonic() - start)
 
-    # -- steps --------------------------------------------------------------------------
-    def _deliver(self, store: str, row: OrderRow, owner: str, result: PushResult) -> None:
+    def _deliver(
+        self, store: str, row: ClaimedOrder, owner: str, has_events: bool, result: PushResult
+    ) -> dict[str, Any]:
+        """The calls for one order; returns what is left to record (the UpdateOrder's result
+        when it was not recorded before events, else ``{}``)."""
         wiredplus_id = row.wiredplus_id
         result.wiredplus_id = wiredplus_id
+        pushed: dict[str, Any] = {}
         if row.pushed_hash != row.content_hash or wiredplus_id is None:
             body = json.loads(row.payload or "{}")
             if wiredplus_id:
@@ -118,9 +231,7 @@ class Pusher:
                 self.after_create(store, row.source_order_id, wiredplus_id)
             result.order_call = "updated" if row.wiredplus_id else "created"
             pushed = {"wiredplus_id": wiredplus_id, "pushed_hash": row.content_hash}
-        else:
-            pushed = {}
-        while True:
+        while has_events:
             with self.ledger.session() as s:
                 events = self.ledger.pending_events(s, store, row.ref)
                 if events and pushed:
@@ -129,46 +240,58 @@ class Pusher:
                     pushed = {}
             if not events:
                 break
+            assert wiredplus_id is not None
             for ev in events:
                 self._send_event(store, row.ref, ev, wiredplus_id, result)
+        return pushed
+
+    def _record(self, store: str, owner: str, unrecorded: list[_Unrecorded]) -> None:
+        """The batch's closing transaction: each delivered order's UpdateOrder and its
+        ``synced`` (or ``requeued``) transition, in ascending id order (the order ingest's
+        flushes lock rows in, so the two never deadlock); then one log line per order."""
+        if not unrecorded:
+            return
+        started = self.clock.monotonic()
         now = self.clock.now()
-        with self.ledger.session() as s:
-            if pushed:  # no event: the push is recorded with the state, in one transaction
-                self._record_pushed(s, store, row.ref, owner, pushed)
-            # Synced only if nothing changed since the claim and no event is waiting.
-            res = s.execute(
-                update(OrderRow)
-                .where(
-                    self.ledger.owner_filter(store, row.ref, owner),
-                    OrderRow.version == row.version,
-                    ~exists(
-                        select(EventRow.id).where(
-                            EventRow.store == store,
-                            EventRow.order_ref == row.ref,
-                            EventRow.state == EventState.PENDING,
-                        )
-                    ),
-                )
-                .values(
-                    state=OrderState.SYNCED,
-                    attempts=0,
-                    last_error=None,
-                    next_attempt_at=None,
-                    synced_at=now,
-                    lease_owner=None,
-                    lease_until=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                # Changed under us: leave it pending and due now; release the lease.
-                s.execute(
-                    update(OrderRow)
-                    .where(self.ledger.owner_filter(store, row.ref, owner))
-                    .values(lease_owner=None, lease_until=None, next_attempt_at=now)
-                    .execution_options(synchronize_session=False)
-                )
-                result.outcome = "requeued"
+        try:
+            with self.ledger.connection() as conn:
+                history: list[dict[str, Any]] = []
+                for u in unrecorded:
+                    params: dict[str, Any] = {"b_store": store, "b_ref": u.row.ref,
+                                              "b_owner": owner, "b_version": u.row.version,
+                                              "b_now": now}
+                    if u.pushed:
+                        params["b_wiredplus_id"] = u.pushed["wiredplus_id"]
+                        params["b_pushed_hash"] = u.pushed["pushed_hash"]
+                        synced, requeue = _SYNCED_PUSHED, _REQUEUE_PUSHED
+                        history.append({
+                            "store": store, "ref": u.row.ref, "at": now, "action": "pushed",
+                            "detail": json.dumps({"wiredplus_id": u.pushed["wiredplus_id"]}),
+                        })
+                    else:
+                        synced, requeue = _SYNCED, _REQUEUE
+                    if conn.execute(synced, params).rowcount != 1:
+                        conn.execute(requeue, params)
+                        u.result.outcome = "requeued"
+                if history:
+                    conn.execute(insert(_LOG), history)
+        except Exception as exc:
+            # Nothing recorded: the orders stay leased and in doubt, and are pushed again
+            # (idempotently) once the lease has passed.
+            for u in unrecorded:
+                u.result.outcome = "retry"
+                u.result.error = f"could not record the push: {type(exc).__name__}: {exc}"
+                self._log(store, u.row, u.result, u.attempt, u.elapsed)
+            raise
+        spent = self.clock.monotonic() - started
+        for u in unrecorded:
+            self._log(store, u.row, u.result, u.attempt, u.elapsed + spent)
+
+    def _release(self, store: str, owner: str, refs: list[str]) -> None:
+        """Give back leases not used (the batch ran out of time): still due, pushed later."""
+        with self.ledger.connection() as conn:
+            conn.execute(_RELEASE, [{"b_store": store, "b_ref": r, "b_owner": owner}
+                                    for r in refs])
 
     def _record_pushed(
         self, s: Any, store: str, ref: str, owner: str, pushed: dict[str, Any]
@@ -219,7 +342,8 @@ class Pusher:
         result.events_sent += 1
 
     def _fail_retry(
-        self, store: str, row: OrderRow, owner: str, exc: RetryableError, result: PushResult
+        self, store: str, row: ClaimedOrder, owner: str, exc: RetryableError,
+        result: PushResult
     ) -> None:
         # Being throttled (429, or our own budget for the hour is spent) says nothing about
         # this order: wait as told, without spending one of its attempts.
@@ -258,7 +382,7 @@ class Pusher:
     def _dead_letter(
         self,
         store: str,
-        row: OrderRow,
+        row: ClaimedOrder,
         owner: str,
         reason: str,
         result: PushResult,
@@ -283,7 +407,7 @@ class Pusher:
         result.outcome, result.error = "dead", reason
 
     def _log(
-        self, store: str, row: OrderRow, result: PushResult, attempt: int, start: float
+        self, store: str, row: ClaimedOrder, result: PushResult, attempt: int, duration: float
     ) -> None:
         fields = dict(
             store=store,
@@ -295,7 +419,7 @@ class Pusher:
             events_sent=result.events_sent,
             outcome=result.outcome,
             attempt=attempt,
-            duration_ms=round((self.clock.monotonic() - start) * 1000, 1),
+            duration_ms=round(duration * 1000, 1),
         )
         if result.error:
             fields["error"] = result.error[:500]
@@ -304,8 +428,7 @@ class Pusher:
             metrics.inc("ordersync_order_calls_total", store=store, kind=result.order_call)
         if result.events_sent:
             metrics.inc("ordersync_events_sent_total", result.events_sent, store=store)
-        metrics.observe("ordersync_push_duration_seconds", self.clock.monotonic() - start,
-                        store=store)
+        metrics.observe("ordersync_push_duration_seconds", duration, store=store)
         if result.outcome in ("synced", "requeued"):
             self.log.info("order.push", **fields)
         else:

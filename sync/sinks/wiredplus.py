@@ -25,7 +25,6 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any, Final
 
 import httpx
@@ -33,6 +32,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from sync import metrics
+from sync.apiclient import PooledApiClient
 from sync.clock import Clock
 from sync.errors import RetryableError, SyncError
 from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
@@ -157,7 +157,7 @@ def _account_body(body: Mapping[str, Any]) -> Mapping[str, Any]:
     return body
 
 
-class WiredPlusClient:
+class WiredPlusClient(PooledApiClient):
     """Writes orders and order events to one WiredPlus account (contract: module docstring).
 
     ``base_url`` includes the version, e.g. ``https://api.wiredplus.com/v1``. Basic auth is
@@ -191,26 +191,6 @@ class WiredPlusClient:
             base_url, (api_user, api_key), transport=transport, timeout=timeout
         )
         self.calls: Counter[str] = Counter()
-
-    @property
-    def limiter(self) -> Limiter:
-        return self._limiter
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def close(self) -> None:
-        """Close the connection pool. Idempotent."""
-        self._http.close()
-
-    def __enter__(self) -> WiredPlusClient:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     # -- core --------------------------------------------------------------------------------
     def _wait_for_limiter(self, endpoint: str) -> None:
