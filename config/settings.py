@@ -135,7 +135,9 @@ class Settings(BaseSettings):
     start_date: datetime | None = _env(
         "ORDERSYNC_START_DATE",
         None,
-        "Where the very first run starts reading (ISO date/time, UTC). Default: 30 days back.",
+        "Where the very first run starts reading (ISO date/time, UTC). Default: 30 days before "
+        "the first pass, fixed then. Orders created earlier are never imported, whichever way "
+        "they are found (`ordersync backfill --since` imports history on purpose).",
     )
     status_map: Path | None = _env(
         "ORDERSYNC_STATUS_MAP", None, "TOML file overriding the default status map."
@@ -221,6 +223,13 @@ class Settings(BaseSettings):
         None,
         "Secret ShopWired signs webhooks with (Your account > API & webhooks). Unset = no "
         "webhook receiver; polling alone notices changes. Secret.",
+    )
+    elasticpath_webhook_secret: SecretStr | None = _env(
+        "ELASTICPATH_WEBHOOK_SECRET",
+        None,
+        "The `secret_key` configured on the Elastic Path webhook integration; Elastic Path "
+        "sends it as the `X-MOLTIN-SECRET-KEY` header to `POST /webhooks/elasticpath`. Unset = "
+        "no receiver for Elastic Path; the `updated_at` poll alone notices changes. Secret.",
     )
     webhook_host: str = _env(
         "ORDERSYNC_WEBHOOK_HOST", "0.0.0.0", "Address `ordersync webhook` listens on."
@@ -354,6 +363,18 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no broker is configured: pushes run in the calling process."""
         return self.redis_url is None
+
+    def webhook_secret(self) -> tuple[str, SecretStr | None]:
+        """``(variable name, value)`` of the webhook secret for the configured source:
+        ``SHOPWIRED_WEBHOOK_SECRET`` or ``ELASTICPATH_WEBHOOK_SECRET``. The value is ``None``
+        when unset or blank (then that source has no webhook receiver)."""
+        if self.source == "elasticpath":
+            name, value = "ELASTICPATH_WEBHOOK_SECRET", self.elasticpath_webhook_secret
+        else:
+            name, value = "SHOPWIRED_WEBHOOK_SECRET", self.shopwired_webhook_secret
+        if value is not None and not value.get_secret_value().strip():
+            value = None
+        return name, value
 
     def require_credentials(self, *, source: bool = True) -> None:
         """Raise :class:`ConfigError` naming every missing credential: WiredPlus always, and

@@ -280,7 +280,7 @@ def _status_data(settings: Settings) -> dict[str, Any]:
         "last_pass_calls": json.loads(calls_raw) if calls_raw else None,
         "dead_letters": dead_letters,
         "webhooks": {
-            "configured": settings.shopwired_webhook_secret is not None,
+            "configured": settings.webhook_secret()[1] is not None,
             "received_last_hour": wh.received,
             "by_topic": wh.by_topic,
             "last_received_at": wh.last_received_at.isoformat() if wh.last_received_at else None,
@@ -650,15 +650,21 @@ def webhook(
         int | None, typer.Option(help="Listen port (default ORDERSYNC_WEBHOOK_PORT).")
     ] = None,
 ) -> None:
-    """Receive ShopWired webhooks (POST /webhooks/shopwired, GET /healthz). Put HTTPS in front.
+    """Receive webhooks for ORDERSYNC_SOURCE (GET /healthz too). Put HTTPS in front.
 
-    Each delivery is verified, recorded in the ledger and answered 200 at once; the poller
+    shopwired: POST /webhooks/shopwired, needs SHOPWIRED_WEBHOOK_SECRET. elasticpath: POST
+    /webhooks/elasticpath, needs ELASTICPATH_WEBHOOK_SECRET. Each delivery is verified,
+    recorded in the ledger and answered 200 at once; it only asks for a refresh: the poller
     re-reads the order by id at the start of its next pass.
     """
     settings = _settings()
-    secret = settings.shopwired_webhook_secret
-    if secret is None or not secret.get_secret_value().strip():
-        raise _fail("SHOPWIRED_WEBHOOK_SECRET is not set: the receiver cannot verify deliveries")
+    secret_name, secret = settings.webhook_secret()
+    if secret is None:
+        raise _fail(
+            f"{secret_name} is not set: the receiver cannot verify deliveries"
+            + ("" if settings.source == "shopwired"
+               else f" (ORDERSYNC_SOURCE={settings.source})")
+        )
     import uvicorn
 
     from sync.clock import SystemClock
@@ -677,6 +683,7 @@ def webhook(
             inbox=WebhookInbox(ledger), secret=secret.get_secret_value(), store=settings.store,
             clock=SystemClock(), log=get_logger("ordersync.webhook"),
             max_body=settings.webhook_max_body, replay_window=settings.webhook_replay_window,
+            source=settings.source,
         )
         uvicorn.run(
             receiver, host=host or settings.webhook_host, port=port or settings.webhook_port,

@@ -11,7 +11,7 @@ import logging
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any
+from typing import Any, TextIO, cast
 
 import structlog
 
@@ -56,9 +56,24 @@ def redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapp
     return event_dict
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is *now* (a test runner or a daemoniser may swap it
+    after logging was configured; a closed stream must never break a log line)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
-    """Set up structlog for the process. ``fmt`` is ``json``, ``console`` or ``auto``."""
-    out = stream or sys.stderr
+    """Set up structlog for the process. ``fmt`` is ``json``, ``console`` or ``auto``; lines
+    go to ``stream``, by default the process's current standard error."""
+    out = stream or _CurrentStderr()
     use_console = fmt == "console" or (fmt == "auto" and hasattr(out, "isatty") and out.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False) if use_console
@@ -76,7 +91,7 @@ def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> Non
         wrapper_class=structlog.make_filtering_bound_logger(
             getattr(logging, level.upper(), logging.INFO)
         ),
-        logger_factory=structlog.PrintLoggerFactory(out),
+        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )
 

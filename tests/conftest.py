@@ -35,7 +35,7 @@ REDIS_URL = os.environ.get("ORDERSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0
 def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Tests never see the developer's own configuration."""
     for name in list(os.environ):
-        if name.startswith(("SHOPWIRED_", "WIREDPLUS_", "ORDERSYNC_")) or name in (
+        if name.startswith(("SHOPWIRED_", "WIREDPLUS_", "ORDERSYNC_", "ELASTICPATH_")) or name in (
             "DATABASE_URL",
             "REDIS_URL",
         ):

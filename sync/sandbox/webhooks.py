@@ -1,7 +1,13 @@
-"""ShopWired's side of webhooks for the sandbox: signed POSTs for changes made to a simulator.
+"""The platforms' side of webhooks for the sandbox: POSTs for changes made to a simulator.
 
-Contract
---------
+Two emitters share one delivery machinery (queue, sender thread, faults, ``sent`` log):
+
+* :class:`WebhookEmitter` -- ShopWired, signed (below);
+* :class:`ElasticPathWebhookEmitter` -- Elastic Path integrations, with the shared secret
+  header (see its docstring).
+
+ShopWired contract
+------------------
 :class:`WebhookEmitter` observes a :class:`~sync.sandbox.shopwired.ShopWiredSimulator`
 without editing or subclassing it: :meth:`~WebhookEmitter.attach` shadows the simulator's
 mutators with instance attributes that call the original and then queue an event;
@@ -26,12 +32,15 @@ lowercase hex HMAC-SHA256 of the exact body bytes keyed with ``secret``. Event i
 integers, increasing per emitter, starting at ``first_event_id`` (default: the clock's UNIX
 milliseconds, so two emitters on one database rarely collide).
 
-Delivery: with ``auto=True`` a background thread posts events in the order they were made;
+Delivery (both emitters)
+------------------------
+With ``auto=True`` a background thread posts events in the order they were made;
 with ``auto=False`` they wait in ``pending`` until :meth:`~WebhookEmitter.flush` posts them from
 the calling thread. :class:`DeliveryFaults` (changeable at any time) duplicates, reorders
 (each batch taken from the queue is shuffled -- use ``auto=False`` to control batches), delays
-(real seconds before each POST), backdates ``createdAt``, or signs with a wrong key. Nothing is
-retried: a non-200 answer is only recorded. ``sent`` lists every POST with its outcome.
+(real seconds before each POST), backdates ``createdAt`` (ShopWired only), or authenticates
+with a wrong key. Nothing is retried: a non-200 answer is only recorded. ``sent`` lists every
+POST with its outcome.
 
 :func:`serve_asgi` runs an ASGI application (the receiver) under uvicorn on a free loopback
 port in a background thread, for tests and demos.
@@ -40,24 +49,28 @@ port in a background thread, for tests and demos.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import hmac
 import itertools
+import json
 import random
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import httpx
 
 from sync.clock import Clock
 from sync.sandbox._common import dumps
+from sync.sandbox.elasticpath import ElasticPathSimulator
 from sync.sandbox.generator import rfc2822
 from sync.sandbox.shopwired import ShopWiredSimulator
 
@@ -69,6 +82,28 @@ ORDER_DELETED = "order.deleted"
 
 MUTATORS = ("add_order", "archive", "set_status", "add_refund", "delete_order")
 """The simulator methods :meth:`WebhookEmitter.attach` observes."""
+
+EP_ORDER_CREATED = "order.created"
+EP_ORDER_UPDATED = "order.updated"
+EP_ORDER_PAID = "order.paid"
+EP_ORDER_AUTHORIZED = "order.authorized"
+EP_ORDER_FULFILLED = "order.fulfilled"
+EP_ORDER_CANCELLED = "order.cancelled"
+EP_ORDER_REFUNDED = "order.refunded"
+
+EP_MUTATORS = ("add_order", "generate_orders", "set_status", "set_payment", "set_shipping")
+"""The simulator methods :meth:`ElasticPathWebhookEmitter.attach` observes."""
+
+_EP_FIELD_TOPICS: dict[str, dict[str, str]] = {
+    "set_status": {"cancelled": EP_ORDER_CANCELLED},
+    "set_payment": {
+        "paid": EP_ORDER_PAID,
+        "authorized": EP_ORDER_AUTHORIZED,
+        "refunded": EP_ORDER_REFUNDED,
+    },
+    "set_shipping": {"fulfilled": EP_ORDER_FULFILLED},
+}
+"""Per field mutator: the value that has its own trigger; any other value → order.updated."""
 
 Signature = Literal["good", "bad"] | str | None
 
@@ -83,15 +118,17 @@ class DeliveryFaults:
     """How the emitter misbehaves. Probabilities are 0..1, drawn from a ``seed``-ed RNG."""
 
     duplicate: float = 0.0
-    """Chance an event is POSTed twice in a row (same body, same signature)."""
+    """Chance an event is POSTed twice in a row (ShopWired: same body, same signature;
+    Elastic Path: a retry, same ``id`` with ``attempt`` 2)."""
     reorder: bool = False
     """Shuffle each batch of queued events before sending it."""
     delay: float = 0.0
     """Real seconds to wait before each POST (cut short by ``detach``)."""
     bad_signature: float = 0.0
-    """Chance an event is signed with a wrong key."""
+    """Chance an event is signed (ShopWired) or sent with a secret header (Elastic Path) made
+    with a wrong key."""
     backdate: timedelta = timedelta(0)
-    """Subtracted from ``createdAt`` of new events (replay-window tests)."""
+    """Subtracted from ``createdAt`` of new events (replay-window tests; ShopWired only)."""
     seed: int = 0
     rng: random.Random = field(init=False, repr=False)
 
@@ -105,11 +142,15 @@ class DeliveryFaults:
 
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
-    """One queued event: the ``event`` object of the envelope, plus handy copies of its keys."""
+    """One queued event: the platform's event object, plus handy copies of its keys.
 
-    event_id: int
+    ShopWired: ``event`` is the envelope's ``event`` object, ids are ints. Elastic Path:
+    ``event`` is the whole envelope as first sent (``attempt`` 1), ids are UUID strings.
+    """
+
+    event_id: int | str
     topic: str
-    order_id: int | None
+    order_id: int | str | None
     event: dict[str, Any]
 
 
@@ -118,7 +159,8 @@ class SentDelivery:
     """One POST the emitter made and what came back.
 
     ``status`` is ``None`` when no HTTP answer arrived (``error`` says why); ``elapsed`` is
-    wall-clock seconds for the POST; ``event`` is ``None`` for :meth:`WebhookEmitter.send_raw`.
+    wall-clock seconds for the POST; ``event`` is ``None`` for ``send_raw``.
+    ``signature_ok`` says whether the POST was authenticated with the right key.
     """
 
     event: WebhookEvent | None
@@ -135,30 +177,32 @@ class SentDelivery:
         return self.event.topic if self.event else None
 
     @property
-    def order_id(self) -> int | None:
+    def order_id(self) -> int | str | None:
         return self.event.order_id if self.event else None
 
 
-class WebhookEmitter:
-    """Turn simulator changes into signed webhook POSTs to ``url`` (see the module docstring).
+Wrapper = Callable[[Callable[..., Any]], Callable[..., Any]]
 
-    Use as a context manager (``with WebhookEmitter(...) as em:``) or call :meth:`attach` /
-    :meth:`detach`. Thread-safe: mutators may be called from any thread.
-    """
+
+class _Emitter:
+    """The delivery machinery both emitters share: mutator shadowing, the queue, the sender
+    thread, :meth:`flush` and the ``sent`` log. Subclasses provide :meth:`_wrappers` (which
+    simulator methods to observe) and :meth:`_send` (body and headers of one event)."""
+
+    user_agent = "Webhooks (sandbox)"
+    thread_name = "webhook-emitter"
 
     def __init__(
         self,
-        sim: ShopWiredSimulator,
+        sim: Any,
         url: str,
         secret: str,
         clock: Clock,
         *,
-        faults: DeliveryFaults | None = None,
-        auto: bool = True,
-        timeout: float = 10.0,
-        business_id: int = 1,
-        first_event_id: int | None = None,
-        transport: httpx.BaseTransport | None = None,
+        faults: DeliveryFaults | None,
+        auto: bool,
+        timeout: float,
+        transport: httpx.BaseTransport | None,
     ) -> None:
         self.sim = sim
         self.url = url
@@ -167,9 +211,6 @@ class WebhookEmitter:
         self.faults = faults or DeliveryFaults()
         self.auto = auto
         self.timeout = timeout
-        self.business_id = business_id
-        start = first_event_id if first_event_id is not None else _millis(clock)
-        self._ids = itertools.count(start)
         self._transport = transport
         self.emitted: list[WebhookEvent] = []
         """Every event made, in mutation order (whether sent yet or not)."""
@@ -177,36 +218,33 @@ class WebhookEmitter:
         """Every POST made, in the order they finished."""
         self._queue: deque[WebhookEvent] = deque()
         self._inflight = 0
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # an RLock underneath: emit may nest it
         self._stop = threading.Event()
         self._client: httpx.Client | None = None
         self._thread: threading.Thread | None = None
         self._installed: dict[str, tuple[Callable[..., Any], Any]] = {}
 
+    def _wrappers(self) -> dict[str, Wrapper]:
+        raise NotImplementedError
+
+    def _send(self, ev: WebhookEvent) -> None:
+        raise NotImplementedError
+
     # -- lifecycle ------------------------------------------------------------------------
-    def attach(self) -> WebhookEmitter:
+    def attach(self) -> Self:
         """Start observing the simulator (and, with ``auto``, the sender thread). Idempotent."""
         if self._installed:
             return self
         self._stop.clear()
         self._client = httpx.Client(timeout=self.timeout, transport=self._transport)
-        wrappers: dict[str, Callable[..., Any]] = {
-            "add_order": self._wrap_add_order,
-            "archive": self._wrap_archive,
-            "set_status": self._wrap_set_status,
-            "add_refund": self._wrap_add_refund,
-            "delete_order": self._wrap_delete_order,
-        }
-        for name in MUTATORS:
+        for name, make in self._wrappers().items():
             previous = self.sim.__dict__.get(name, _MISSING)
             original = getattr(self.sim, name)
-            wrapper = wrappers[name](original)
+            wrapper = make(original)
             setattr(self.sim, name, wrapper)
             self._installed[name] = (wrapper, previous)
         if self.auto:
-            self._thread = threading.Thread(
-                target=self._run, name="webhook-emitter", daemon=True
-            )
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
             self._thread.start()
         return self
 
@@ -243,7 +281,7 @@ class WebhookEmitter:
     def attached(self) -> bool:
         return bool(self._installed)
 
-    def __enter__(self) -> WebhookEmitter:
+    def __enter__(self) -> Self:
         return self.attach()
 
     def __exit__(
@@ -265,6 +303,146 @@ class WebhookEmitter:
         """The HTTP status of every POST so far, in order."""
         with self._cond:
             return [d.status for d in self.sent]
+
+    # -- sending --------------------------------------------------------------------------
+    def _enqueue(self, ev: WebhookEvent) -> None:
+        with self._cond:
+            self.emitted.append(ev)
+            self._queue.append(ev)
+            self._cond.notify_all()
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Deliver everything queued so far.
+
+        Manual mode: post the pending events now, from this thread (shuffled if
+        ``faults.reorder``). Auto mode: wait until the sender thread has posted everything
+        queued and nothing is in flight; ``TimeoutError`` after ``timeout`` seconds.
+        """
+        if self._thread is None:
+            batch = self._take_batch()
+            for ev in batch:
+                self._deliver(ev)
+            self._settle(len(batch))
+            return
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._queue or self._inflight:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("webhook emitter did not drain in time")
+                self._cond.wait(left)
+
+    def _take_batch(self) -> list[WebhookEvent]:
+        with self._cond:
+            batch = list(self._queue)
+            self._queue.clear()
+            self._inflight += len(batch)
+            if self.faults.reorder:
+                self.faults.rng.shuffle(batch)
+            return batch
+
+    def _settle(self, n: int) -> None:
+        with self._cond:
+            self._inflight -= n
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stop.is_set():
+                    self._cond.wait()
+                if self._stop.is_set():
+                    return
+            batch = self._take_batch()
+            for ev in batch:
+                try:
+                    self._deliver(ev)
+                finally:
+                    self._settle(1)
+
+    def _deliver(self, ev: WebhookEvent) -> None:
+        if self.faults.delay > 0:
+            self._stop.wait(self.faults.delay)
+        self._send(ev)
+
+    def _post(
+        self,
+        ev: WebhookEvent | None,
+        body: bytes,
+        auth: Mapping[str, str],
+        *,
+        signature_ok: bool,
+        duplicate: bool,
+        headers: Mapping[str, str] | None = None,
+    ) -> SentDelivery:
+        client = self._client
+        own = client is None
+        if client is None:
+            client = httpx.Client(timeout=self.timeout, transport=self._transport)
+        h = {"Content-Type": "application/json", "User-Agent": self.user_agent, **auth}
+        if headers:
+            h.update(headers)
+        started = time.perf_counter()
+        try:
+            resp = client.post(self.url, content=body, headers=h)
+            record = SentDelivery(
+                event=ev, body=body, signature_ok=signature_ok, duplicate=duplicate,
+                status=resp.status_code, elapsed=time.perf_counter() - started,
+                response=resp.content,
+            )
+        except httpx.HTTPError as exc:
+            record = SentDelivery(
+                event=ev, body=body, signature_ok=signature_ok, duplicate=duplicate,
+                status=None, elapsed=time.perf_counter() - started,
+                error=f"{type(exc).__name__}: {exc}"[:300],
+            )
+        finally:
+            if own:
+                client.close()
+        with self._cond:
+            self.sent.append(record)
+        return record
+
+
+class WebhookEmitter(_Emitter):
+    """Turn ShopWired simulator changes into signed webhook POSTs to ``url`` (see the module
+    docstring).
+
+    Use as a context manager (``with WebhookEmitter(...) as em:``) or call :meth:`attach` /
+    :meth:`detach`. Thread-safe: mutators may be called from any thread.
+    """
+
+    user_agent = "ShopWired-Webhooks (sandbox)"
+    sim: ShopWiredSimulator
+
+    def __init__(
+        self,
+        sim: ShopWiredSimulator,
+        url: str,
+        secret: str,
+        clock: Clock,
+        *,
+        faults: DeliveryFaults | None = None,
+        auto: bool = True,
+        timeout: float = 10.0,
+        business_id: int = 1,
+        first_event_id: int | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(sim, url, secret, clock, faults=faults, auto=auto, timeout=timeout,
+                         transport=transport)
+        self.business_id = business_id
+        start = first_event_id if first_event_id is not None else _millis(clock)
+        self._ids = itertools.count(start)
+
+    def _wrappers(self) -> dict[str, Wrapper]:
+        return {
+            "add_order": self._wrap_add_order,
+            "archive": self._wrap_archive,
+            "set_status": self._wrap_set_status,
+            "add_refund": self._wrap_add_refund,
+            "delete_order": self._wrap_delete_order,
+        }
 
     # -- making events --------------------------------------------------------------------
     def emit(
@@ -297,9 +475,7 @@ class WebhookEmitter:
                     "data": dict(data),
                 },
             )
-            self.emitted.append(ev)
-            self._queue.append(ev)
-            self._cond.notify_all()
+            self._enqueue(ev)
         return ev
 
     def _emit_order(self, topic: str, order_id: int, order: Mapping[str, Any] | None) -> None:
@@ -370,27 +546,6 @@ class WebhookEmitter:
         return delete_order
 
     # -- sending --------------------------------------------------------------------------
-    def flush(self, timeout: float = 30.0) -> None:
-        """Deliver everything queued so far.
-
-        Manual mode: post the pending events now, from this thread (shuffled if
-        ``faults.reorder``). Auto mode: wait until the sender thread has posted everything
-        queued and nothing is in flight; ``TimeoutError`` after ``timeout`` seconds.
-        """
-        if self._thread is None:
-            batch = self._take_batch()
-            for ev in batch:
-                self._deliver(ev)
-            self._settle(len(batch))
-            return
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._queue or self._inflight:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError("webhook emitter did not drain in time")
-                self._cond.wait(left)
-
     def send_raw(
         self,
         body: bytes,
@@ -407,93 +562,206 @@ class WebhookEmitter:
         else:
             sig = signature
         ok = sig is not None and hmac.compare_digest(sig, shopwired_signature(self.secret, body))
-        return self._post(None, body, sig, signature_ok=ok, duplicate=False, headers=headers)
+        return self._post(None, body, _signed(sig), signature_ok=ok, duplicate=False,
+                          headers=headers)
 
     def verify(self, token: str) -> SentDelivery:
         """Send the verification handshake ``{"timestamp", "verificationToken"}``, signed."""
         body = dumps({"timestamp": rfc2822(self.clock.now()), "verificationToken": token})
         return self.send_raw(body)
 
-    def _take_batch(self) -> list[WebhookEvent]:
-        with self._cond:
-            batch = list(self._queue)
-            self._queue.clear()
-            self._inflight += len(batch)
-            if self.faults.reorder:
-                self.faults.rng.shuffle(batch)
-            return batch
-
-    def _settle(self, n: int) -> None:
-        with self._cond:
-            self._inflight -= n
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._stop.is_set():
-                    self._cond.wait()
-                if self._stop.is_set():
-                    return
-            batch = self._take_batch()
-            for ev in batch:
-                try:
-                    self._deliver(ev)
-                finally:
-                    self._settle(1)
-
-    def _deliver(self, ev: WebhookEvent) -> None:
-        if self.faults.delay > 0:
-            self._stop.wait(self.faults.delay)
+    def _send(self, ev: WebhookEvent) -> None:
         body = dumps({"timestamp": rfc2822(self.clock.now()), "event": ev.event})
         with self._cond:
             bad = self.faults.roll(self.faults.bad_signature)
             twice = self.faults.roll(self.faults.duplicate)
         key = ("not-" + self.secret) if bad else self.secret
         sig = shopwired_signature(key, body)
-        self._post(ev, body, sig, signature_ok=not bad, duplicate=False)
+        self._post(ev, body, _signed(sig), signature_ok=not bad, duplicate=False)
         if twice:
-            self._post(ev, body, sig, signature_ok=not bad, duplicate=True)
+            self._post(ev, body, _signed(sig), signature_ok=not bad, duplicate=True)
 
-    def _post(
+
+def _signed(signature: str | None) -> dict[str, str]:
+    return {} if signature is None else {"X-ShopWired-Signature": signature}
+
+
+class ElasticPathWebhookEmitter(_Emitter):
+    """Elastic Path's webhook integration for an
+    :class:`~sync.sandbox.elasticpath.ElasticPathSimulator` (reference
+    ``wiredplus-elasticpath.md`` B.6), on the shared delivery machinery.
+
+    :meth:`attach` shadows :data:`EP_MUTATORS` (instance attributes; the simulator is not
+    edited); each change becomes one delivery:
+
+    * ``add_order`` of a new id, and every order ``generate_orders`` makes → ``order.created``;
+      ``add_order`` of an existing id → ``order.updated``;
+    * ``set_status("cancelled")`` → ``order.cancelled``; ``set_payment`` ``paid`` /
+      ``authorized`` / ``refunded`` → ``order.paid`` / ``order.authorized`` /
+      ``order.refunded``; ``set_shipping("fulfilled")`` → ``order.fulfilled``; any other value
+      of these three → ``order.updated``.
+
+    Not observed (kept small): ``touch``, ``delete_order`` (EP documents no order deletion
+    trigger) and ``PUT /v2/orders/{id}`` over HTTP (the sync's own write-back).
+
+    Each POST body is the documented envelope as compact JSON: ``{"id": <uuid>,
+    "triggered_by": <topic>, "attempt": 1, "integration": {id, integration_type: "webhook",
+    name, description}, "resources": <JSON string of {data, included}>, "payload": {"data":
+    <the order as stored, snapshotted when the change was made>, "included": {"items": [...]}},
+    "configuration": {"secret_key", "url"}}``; an order gone by then is ``{"type": "order",
+    "id"}`` only. Headers: ``X-MOLTIN-SECRET-KEY`` = ``secret`` (a wrong one with
+    ``faults.bad_signature``) and ``X-MOLTIN-INTEGRATION-TRIGGER`` = the topic. A
+    ``faults.duplicate`` resend is an EP retry: same ``id``, ``attempt`` 2. Ids come from a
+    ``seed``-ed RNG (same seed, same calls → same ids). ``faults.backdate`` does not apply.
+    """
+
+    user_agent = "ElasticPath-Integrations (sandbox)"
+    thread_name = "ep-webhook-emitter"
+    sim: ElasticPathSimulator
+
+    def __init__(
         self,
-        ev: WebhookEvent | None,
-        body: bytes,
-        signature: str | None,
+        sim: ElasticPathSimulator,
+        url: str,
+        secret: str,
+        clock: Clock,
         *,
-        signature_ok: bool,
-        duplicate: bool,
+        faults: DeliveryFaults | None = None,
+        auto: bool = True,
+        timeout: float = 10.0,
+        seed: int = 0,
+        name: str = "ordersync",
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(sim, url, secret, clock, faults=faults, auto=auto, timeout=timeout,
+                         transport=transport)
+        self._rng = random.Random(seed)
+        self.integration: dict[str, Any] = {
+            "id": self._uuid(),
+            "integration_type": "webhook",
+            "name": name,
+            "description": "Order changes for ordersync (sandbox)",
+        }
+
+    def _uuid(self) -> str:
+        with self._cond:
+            return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _wrappers(self) -> dict[str, Wrapper]:
+        return {
+            "add_order": self._wrap_add_order,
+            "generate_orders": self._wrap_generate_orders,
+            **{name: self._field_wrapper(topics) for name, topics in _EP_FIELD_TOPICS.items()},
+        }
+
+    # -- making events --------------------------------------------------------------------
+    def emit(self, topic: str, order_id: str) -> WebhookEvent:
+        """Queue one delivery for ``order_id`` as the simulator holds it now (the wrappers use
+        this; tests may call it for any topic, or for an order that does not exist)."""
+        with self.sim._lock:
+            order = self.sim.get_order(order_id)
+            items = copy.deepcopy(self.sim.items.get(order_id, []))
+        if order is None:
+            data: dict[str, Any] = {"type": "order", "id": order_id}
+            included: dict[str, Any] = {}
+        else:
+            data, included = order, {"items": items}
+        with self._cond:
+            eid = self._uuid()
+            ev = WebhookEvent(
+                event_id=eid,
+                topic=topic,
+                order_id=order_id,
+                event={
+                    "id": eid,
+                    "triggered_by": topic,
+                    "attempt": 1,
+                    "integration": dict(self.integration),
+                    "resources": json.dumps(
+                        {"data": data, "included": included},
+                        separators=(",", ":"), ensure_ascii=False,
+                    ),
+                    "payload": {"data": data, "included": included},
+                    "configuration": {"secret_key": self.secret, "url": self.url},
+                },
+            )
+            self._enqueue(ev)
+        return ev
+
+    def _wrap_add_order(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def add_order(order: Mapping[str, Any], items: Any = None) -> str:
+            with self.sim._lock:
+                raw = order.get("id") if isinstance(order, Mapping) else None
+                existed = isinstance(raw, str) and raw in self.sim.orders
+                oid = str(original(order, items))
+                self.emit(EP_ORDER_UPDATED if existed else EP_ORDER_CREATED, oid)
+            return oid
+
+        return add_order
+
+    def _wrap_generate_orders(self, original: Callable[..., Any]) -> Callable[..., Any]:
+        def generate_orders(n: int, *, created_between: Any = None) -> list[str]:
+            with self.sim._lock:
+                ids: list[str] = original(n, created_between=created_between)
+                for oid in ids:
+                    self.emit(EP_ORDER_CREATED, oid)
+            return ids
+
+        return generate_orders
+
+    def _field_wrapper(self, topics: Mapping[str, str]) -> Wrapper:
+        def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+            def set_field(order_id: str, value: str) -> dict[str, Any]:
+                with self.sim._lock:
+                    result: dict[str, Any] = original(order_id, value)
+                    self.emit(topics.get(value, EP_ORDER_UPDATED), order_id)
+                return result
+
+            set_field.__name__ = getattr(original, "__name__", "set_field")
+            return set_field
+
+        return wrap
+
+    # -- sending --------------------------------------------------------------------------
+    def send_raw(
+        self,
+        body: bytes,
+        *,
+        secret: Signature = "good",
+        topic: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> SentDelivery:
-        client = self._client
-        own = client is None
-        if client is None:
-            client = httpx.Client(timeout=self.timeout, transport=self._transport)
-        h = {"Content-Type": "application/json", "User-Agent": "ShopWired-Webhooks (sandbox)"}
-        if signature is not None:
-            h["X-ShopWired-Signature"] = signature
-        if headers:
-            h.update(headers)
-        started = time.perf_counter()
-        try:
-            resp = client.post(self.url, content=body, headers=h)
-            record = SentDelivery(
-                event=ev, body=body, signature_ok=signature_ok, duplicate=duplicate,
-                status=resp.status_code, elapsed=time.perf_counter() - started,
-                response=resp.content,
-            )
-        except httpx.HTTPError as exc:
-            record = SentDelivery(
-                event=ev, body=body, signature_ok=signature_ok, duplicate=duplicate,
-                status=None, elapsed=time.perf_counter() - started,
-                error=f"{type(exc).__name__}: {exc}"[:300],
-            )
-        finally:
-            if own:
-                client.close()
+        """POST ``body`` as is, now, from this thread. ``secret``: ``"good"`` (the right
+        one), ``"bad"`` (a wrong one), ``None`` (no header) or a literal header value;
+        ``topic`` becomes ``X-MOLTIN-INTEGRATION-TRIGGER`` when given."""
+        if secret == "good":
+            value: str | None = self.secret
+        elif secret == "bad":
+            value = "not-" + self.secret
+        else:
+            value = secret
+        ok = value is not None and hmac.compare_digest(value.encode(), self.secret.encode())
+        return self._post(None, body, self._auth(value, topic), signature_ok=ok,
+                          duplicate=False, headers=headers)
+
+    @staticmethod
+    def _auth(secret: str | None, topic: str | None) -> dict[str, str]:
+        h: dict[str, str] = {}
+        if secret is not None:
+            h["X-MOLTIN-SECRET-KEY"] = secret
+        if topic is not None:
+            h["X-MOLTIN-INTEGRATION-TRIGGER"] = topic
+        return h
+
+    def _send(self, ev: WebhookEvent) -> None:
         with self._cond:
-            self.sent.append(record)
-        return record
+            bad = self.faults.roll(self.faults.bad_signature)
+            twice = self.faults.roll(self.faults.duplicate)
+        auth = self._auth(("not-" + self.secret) if bad else self.secret, ev.topic)
+        self._post(ev, dumps(ev.event), auth, signature_ok=not bad, duplicate=False)
+        if twice:
+            retry = dumps({**ev.event, "attempt": 2})
+            self._post(ev, retry, auth, signature_ok=not bad, duplicate=True)
 
 
 _MISSING = object()

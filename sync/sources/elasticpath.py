@@ -11,8 +11,9 @@ Contract of every public client method:
   shapes are read (fields at the top level, or wrapped in ``data``). Every other call sends
   ``Authorization: Bearer <token>``. The token is renewed ``token_margin`` seconds (default
   300; at most half the token's life) before it expires (the earlier of ``expires_in`` and
-  the epoch ``expires``, else one hour), and once more when a call answers 401; a second
-  401 in a row is a FatalError naming ``ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET``.
+  the epoch ``expires``, else one hour), and again when a call answers 401 (at most
+  :data:`MAX_TOKEN_RENEWALS` times in a row); the next 401 is a FatalError naming
+  ``ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET``.
   A rejected token request (400, 401, 403, 422) is fatal too.
 * **rate** — each request first waits on the limiter (:data:`ELASTICPATH_BUCKET` by default:
   never more than 25 requests in any second, EP's development-store limit). A 429 (or a 503
@@ -89,6 +90,10 @@ MAX_PAGE_LIMIT: Final = 100
 OFFSET_CAP: Final = 10_000
 EXTERNAL_REF_MAX: Final = 64
 DEFAULT_TOKEN_LIFETIME: Final = 3600.0
+#: A 401 gets a new token and the request again, this many times in a row; the next 401 is
+#: fatal. More than one: a token can be revoked or expire while its replacement is being
+#: fetched (seen in the chaos run), which must not stop the poller.
+MAX_TOKEN_RENEWALS: Final = 2
 DEFAULT_TOKEN_MARGIN: Final = 300.0
 BACKOFF_BASE: Final = 1.0
 BACKOFF_CAP: Final = 30.0
@@ -341,9 +346,9 @@ class ElasticPathClient(PooledApiClient):
         write: bool = False,
         **kwargs: Any,
     ) -> tuple[Exchange, Outcome]:
-        """Send one logical request: limiter, token, 401 renewal (once), 429 waits."""
+        """Send one logical request: limiter, token, 401 renewals, 429 waits."""
         attempt = 0
-        renewed = False
+        renewals = 0
         while True:
             headers: dict[str, str] = {}
             token: Token | None = None
@@ -353,7 +358,7 @@ class ElasticPathClient(PooledApiClient):
             self._limiter.acquire()
             ex = send(self._http, self._clock, method, path, headers=headers, **kwargs)
             self.calls[endpoint] += 1
-            if bearer and ex.status == 401 and not renewed:
+            if bearer and ex.status == 401 and renewals < MAX_TOKEN_RENEWALS:
                 self._log.debug(
                     "elasticpath_call",
                     endpoint=endpoint,
@@ -364,7 +369,7 @@ class ElasticPathClient(PooledApiClient):
                 )
                 assert token is not None
                 self._invalidate(token)
-                renewed = True
+                renewals += 1
                 continue
             outcome = classify_elasticpath(
                 ex.status,

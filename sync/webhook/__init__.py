@@ -1,7 +1,8 @@
-"""The ShopWired webhook receiver.
+"""The webhook receiver (ShopWired, or Elastic Path integrations).
 
-* :mod:`sync.webhook.app` -- :func:`make_app`, a plain ASGI application (``POST
-  /webhooks/shopwired``, ``GET /healthz``) that verifies, deduplicates and records deliveries;
+* :mod:`sync.webhook.app` -- :func:`make_app`, a plain ASGI application for one source
+  (``POST /webhooks/shopwired`` or ``POST /webhooks/elasticpath``, ``GET /healthz``) that
+  verifies, deduplicates and records deliveries;
 * :mod:`sync.webhook.inbox` -- :class:`WebhookInbox`, the ledger side: delivery rows and the
   refresh requests the scheduler works through.
 
@@ -9,8 +10,17 @@ The receiver never fetches or pushes orders itself: it only asks for a refresh, 
 is a latency hint on top of polling, never the only way a change arrives.
 """
 
-from sync.webhook.app import WebhookApp, make_app, sign
+from sync.webhook.app import (
+    ELASTICPATH_WEBHOOK_PATH,
+    WEBHOOK_PATH,
+    WEBHOOK_PATHS,
+    WebhookApp,
+    WebhookSource,
+    make_app,
+    sign,
+)
 from sync.webhook.inbox import (
+    ELASTICPATH_ORDER_TOPICS,
     ORDER_TOPICS,
     PRIORITY_WEBHOOK,
     PendingRefresh,
@@ -19,11 +29,16 @@ from sync.webhook.inbox import (
 )
 
 __all__ = [
+    "ELASTICPATH_ORDER_TOPICS",
+    "ELASTICPATH_WEBHOOK_PATH",
     "ORDER_TOPICS",
     "PRIORITY_WEBHOOK",
+    "WEBHOOK_PATH",
+    "WEBHOOK_PATHS",
     "PendingRefresh",
     "WebhookApp",
     "WebhookInbox",
+    "WebhookSource",
     "WebhookStats",
     "make_app",
     "sign",

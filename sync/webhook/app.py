@@ -1,14 +1,24 @@
-"""The ShopWired webhook receiver: a plain ASGI application (HTTP + lifespan, no framework).
+"""The webhook receiver: a plain ASGI application (HTTP + lifespan, no framework).
+
+One app serves one source (``make_app(source=...)``; one deployment per source):
 
 Routes
 ------
-``POST /webhooks/shopwired``  a webhook delivery or the verification handshake
-``GET|HEAD /healthz``         200 ``{"status": "ok"}`` when the inbox's database answers,
-                              503 ``{"status": "unavailable"}`` otherwise
-anything else                 404 (known path, wrong method: 405 with ``Allow``)
+``POST /webhooks/shopwired``    ShopWired: a webhook delivery or the verification handshake
+                                (``source="shopwired"``, the default)
+``POST /webhooks/elasticpath``  Elastic Path: an integration (webhook) delivery
+                                (``source="elasticpath"``)
+``GET|HEAD /healthz``           200 ``{"status": "ok"}`` when the inbox's database answers,
+                                503 ``{"status": "unavailable"}`` otherwise
+anything else                   404 (known path, wrong method: 405 with ``Allow``), including
+                                the other source's route
 
-Delivery contract (reference ``shopwired-api.md`` §4)
-------------------------------------------------------
+Either way a delivery is only a hint: the receiver records it and asks for a refresh of the
+order; the poller re-reads the order by id from the source API. Nothing from the body is
+pushed, and the poll stays the source of truth.
+
+ShopWired delivery contract (reference ``shopwired-api.md`` §4)
+----------------------------------------------------------------
 ShopWired counts **only ``200``** as delivered, wants it within **5 s**, retries hourly for
 24 h and disables the webhook after 24 failures. So the handler verifies, parses, does one
 small database transaction (in a worker thread, so the event loop never blocks) and answers;
@@ -33,8 +43,8 @@ the order itself is re-fetched later by the scheduler. In order:
    **200** ``accepted``; same event id again → **200** ``duplicate`` (no second refresh).
    A database error or timeout → **503** (not stored, so ShopWired should retry).
 
-Assumptions where the reference is silent or unverified (all marked there)
-----------------------------------------------------------------------------
+ShopWired assumptions where the reference is silent or unverified (all marked there)
+----------------------------------------------------------------------------------
 * **Handshake**: ShopWired POSTs ``{"timestamp": ..., "verificationToken": "<token>"}``
   signed like any delivery; the tested pattern (LAR, ROSS) answers 200 with
   ``{"verificationToken": hex(HMAC-SHA256(secret, token))}``. ``handshake="echo"`` answers
@@ -50,6 +60,45 @@ Assumptions where the reference is silent or unverified (all marked there)
   ISO-8601 or UNIX seconds.
 * ``order.deleted`` is recorded with its topic (so :meth:`WebhookInbox.deleted_orders` can
   tell the scheduler) **and** requests a refresh, so an ``ids=`` call confirms the deletion.
+
+Elastic Path contract (reference ``wiredplus-elasticpath.md`` B.6)
+-------------------------------------------------------------------
+EP POSTs ``{id, triggered_by, attempt, integration, resources, payload: {data: <order>,
+included}, configuration: {secret_key, url}}`` **at least once**, concurrently (so in any
+order); a reply other than 2xx, or slower than **10 s**, is a failure and may lose the event
+(no retry schedule is documented). Losing one costs only latency: the ``updated_at`` poll
+still finds the change. In order:
+
+1. Body larger than ``max_body`` → **413** (as for ShopWired, same code path).
+2. ``X-MOLTIN-SECRET-KEY`` missing/blank → **401** ``missing secret key``; not equal to
+   ``secret`` (``hmac.compare_digest`` on the bytes, surrounding whitespace ignored on both
+   sides) → **401** ``bad secret key``. One warning line saying which; neither the body, the
+   configured secret nor the header value is logged.
+3. Authentic but not a JSON object → **200** ``ignored`` plus a warning.
+4. Topic = ``triggered_by`` (falling back to the ``X-MOLTIN-INTEGRATION-TRIGGER`` header)
+   not in :data:`~sync.webhook.inbox.ELASTICPATH_ORDER_TOPICS` (``order.created``,
+   ``order.updated``, ``order.paid``, ``order.authorized``, ``order.fulfilled``,
+   ``order.cancelled``, ``order.refunded``) → **200** ``ignored`` (logged at info).
+5. ``payload.data.meta.timestamps.updated_at``, only when present and readable, older than
+   ``now - replay_window`` → **200** ``ignored`` (stale).
+6. Otherwise recorded exactly like a ShopWired event (step 7 above): **200** ``accepted`` /
+   **200** ``duplicate`` / **503** on a database error or timeout.
+
+Elastic Path assumptions
+------------------------
+* **Authenticity** is the plain shared secret in ``X-MOLTIN-SECRET-KEY`` (not an HMAC of the
+  body); ``configuration.secret_key`` in the body is not trusted or read (the reference ties
+  the body field to Composer connectors, where it holds a hash of the client secret).
+* **Delivery id**: the envelope ``id``, assumed to stay the same across EP's retry attempts
+  (only ``attempt`` changes), so a retry is a ``duplicate``. Without an ``id``: ``sha256:`` +
+  SHA-256 of the canonical JSON of the envelope minus ``attempt`` and ``configuration`` (so a
+  retry still matches, and the secret is never part of a stored value).
+* **Order id**: ``payload.data.id``; when missing, the ``data.id`` of the deprecated
+  ``resources`` JSON string. None found → recorded without a refresh (as for ShopWired).
+  Deleted resources carry only ``{type, id}``: the id still asks for a refresh, and the
+  re-read by id settles what happened. No EP order topic is treated as a deletion.
+* **Dates**: only the order's ``updated_at`` dates an EP event (there is no event time);
+  an order payload without it is never rejected as stale.
 """
 
 from __future__ import annotations
@@ -65,7 +114,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 from sync.clock import Clock, utc
-from sync.webhook.inbox import ORDER_REFUND_CREATED, ORDER_TOPICS
+from sync.webhook.inbox import ELASTICPATH_ORDER_TOPICS, ORDER_REFUND_CREATED, ORDER_TOPICS
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -74,8 +123,18 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WEBHOOK_PATH = "/webhooks/shopwired"
+ELASTICPATH_WEBHOOK_PATH = "/webhooks/elasticpath"
 HEALTH_PATH = "/healthz"
 SIGNATURE_HEADER = b"x-shopwired-signature"
+SECRET_KEY_HEADER = b"x-moltin-secret-key"
+TRIGGER_HEADER = b"x-moltin-integration-trigger"
+
+WebhookSource = Literal["shopwired", "elasticpath"]
+WEBHOOK_PATHS: dict[str, str] = {
+    "shopwired": WEBHOOK_PATH,
+    "elasticpath": ELASTICPATH_WEBHOOK_PATH,
+}
+"""The one delivery route an app built for each source serves."""
 
 
 class Inbox(Protocol):
@@ -136,6 +195,11 @@ def _delivery_id(event: dict[str, Any], topic: str) -> str:
         text = str(raw).strip()
     else:
         text = f"{topic}:{event.get('subjectId')}:{event.get('createdAt')}"
+    return _bounded_id(text)
+
+
+def _bounded_id(text: str) -> str:
+    """``text`` as a delivery id: itself up to 128 characters, else ``sha256:<hex>`` of it."""
     if len(text) > 128:
         text = "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
     return text
@@ -153,6 +217,51 @@ def _order_id(event: dict[str, Any], topic: str) -> str | None:
     if oid is None and isinstance(data.get("object"), dict):
         oid = _scalar_text(data["object"].get("id"), 64)
     return oid
+
+
+def _ep_delivery_id(envelope: dict[str, Any]) -> str:
+    """An Elastic Path delivery's id: the envelope ``id``; without one, the SHA-256 of the
+    envelope minus ``attempt`` and ``configuration`` (canonical JSON), so a retry -- which
+    differs only in ``attempt`` -- still has the same id and the secret is never hashed."""
+    raw = envelope.get("id")
+    if isinstance(raw, int | str) and not isinstance(raw, bool) and str(raw).strip():
+        return _bounded_id(str(raw).strip())
+    rest = {k: v for k, v in envelope.items() if k not in ("attempt", "configuration")}
+    canonical = json.dumps(rest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _ep_order(envelope: dict[str, Any]) -> tuple[str | None, datetime | None]:
+    """``(order id, updated_at)`` of an Elastic Path delivery.
+
+    Candidates in order: ``payload.data``, then the ``data`` of the deprecated ``resources``
+    JSON string (an already-decoded object is accepted too). The first candidate with a usable
+    ``id`` (non-empty string or int, at most 64 characters) gives both values; ``updated_at``
+    is its ``meta.timestamps.updated_at`` (``None`` when absent or unreadable).
+    """
+    candidates: list[Any] = []
+    payload = envelope.get("payload")
+    if isinstance(payload, dict):
+        candidates.append(payload.get("data"))
+    resources = envelope.get("resources")
+    if isinstance(resources, str):
+        try:
+            resources = json.loads(resources)
+        except (ValueError, RecursionError):
+            resources = None
+    if isinstance(resources, dict):
+        candidates.append(resources.get("data"))
+    for data in candidates:
+        if not isinstance(data, dict):
+            continue
+        oid = _scalar_text(data.get("id"), 64)
+        if oid is None:
+            continue
+        meta = data.get("meta")
+        stamps = meta.get("timestamps") if isinstance(meta, dict) else None
+        updated = stamps.get("updated_at") if isinstance(stamps, dict) else None
+        return oid, parse_when(updated)
+    return None, None
 
 
 class _TooLarge(Exception):
@@ -182,13 +291,20 @@ class WebhookApp:
         replay_window: timedelta,
         db_timeout: float,
         handshake: Literal["hmac", "echo"],
+        source: WebhookSource = "shopwired",
     ) -> None:
-        if not secret:
+        if source not in WEBHOOK_PATHS:
+            raise ValueError(f"unknown webhook source {source!r}")
+        if not (secret.strip() if source == "elasticpath" else secret):
             raise ValueError("the webhook secret must not be empty")
         if max_body <= 0:
             raise ValueError("max_body must be positive")
         self.inbox = inbox
-        self._key = secret.encode("utf-8")
+        self.source: WebhookSource = source
+        self.path = WEBHOOK_PATHS[source]
+        # Elastic Path sends the secret itself as a header value, and HTTP strips a header
+        # value's surrounding whitespace: compare without it on both sides.
+        self._key = (secret.strip() if source == "elasticpath" else secret).encode("utf-8")
         self.store = store
         self.clock = clock
         self.log = log
@@ -211,7 +327,7 @@ class WebhookApp:
         method = str(scope.get("method", "GET")).upper()
         path = str(scope.get("path", "/")).rstrip("/") or "/"
         try:
-            if path == WEBHOOK_PATH:
+            if path == self.path:
                 if method != "POST":
                     await _respond(send, 405, {"error": "method not allowed"}, allow="POST")
                     return
@@ -230,7 +346,7 @@ class WebhookApp:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.log.info("webhook.receiver.start", store=self.store, path=WEBHOOK_PATH)
+                self.log.info("webhook.receiver.start", store=self.store, path=self.path)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.log.info("webhook.receiver.stop", store=self.store)
@@ -249,70 +365,34 @@ class WebhookApp:
             self.log.warning("webhook.health.failed", store=self.store)
             await _respond(send, 503, {"status": "unavailable"}, head=head)
 
-    # -- deliveries ---------------------------------------------------------------------
+    # -- deliveries: shared -------------------------------------------------------------
     async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers: dict[bytes, bytes] = {}
         for name, value in scope.get("headers") or ():
             headers[bytes(name).lower()] = bytes(value)
         client = scope.get("client")
         peer = str(client[0]) if client else None
+        body = await self._bounded_body(headers, receive, send, peer)
+        if body is None:
+            return
+        if self.source == "elasticpath":
+            await self._elasticpath(send, headers, body, peer)
+        else:
+            await self._shopwired(send, headers, body, peer)
 
+    async def _bounded_body(
+        self, headers: dict[bytes, bytes], receive: Receive, send: Send, peer: str | None
+    ) -> bytes | None:
+        """The whole body, or ``None`` after answering 413 (declared or counted too large)."""
         declared = headers.get(b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body:
             await self._too_large(send, peer, int(declared))
-            return
+            return None
         try:
-            body = await self._read_body(receive)
+            return await self._read_body(receive)
         except _TooLarge:
             await self._too_large(send, peer, None)
-            return
-
-        provided = headers.get(SIGNATURE_HEADER)
-        if provided is None or not provided.strip():
-            self._count("missing_signature")
-            self.log.warning(
-                "webhook.rejected", reason="missing X-ShopWired-Signature header",
-                store=self.store, peer=peer, size=len(body),
-            )
-            await _respond(send, 401, {"error": "missing signature"})
-            return
-        expected = hmac.new(self._key, body, hashlib.sha256).hexdigest().encode("ascii")
-        if not hmac.compare_digest(expected, provided.strip().lower()):
-            self._count("bad_signature")
-            self.log.warning(
-                "webhook.rejected", reason="X-ShopWired-Signature does not match the body",
-                store=self.store, peer=peer, size=len(body),
-            )
-            await _respond(send, 401, {"error": "bad signature"})
-            return
-
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            payload = None
-        if not isinstance(payload, dict):
-            self._count("malformed")
-            self.log.warning(
-                "webhook.ignored", reason="signed body is not a JSON object",
-                store=self.store, size=len(body),
-            )
-            await _respond(send, 200, {"result": "ignored"})
-            return
-
-        event = payload.get("event")
-        if not isinstance(event, dict):
-            token = payload.get("verificationToken")
-            if isinstance(token, str) and token:
-                await self._handshake(send, token)
-                return
-            self._count("unrecognised")
-            self.log.warning(
-                "webhook.ignored", reason="neither an event nor a verification request",
-                store=self.store, keys=sorted(str(k) for k in payload)[:10],
-            )
-            await _respond(send, 200, {"result": "ignored"})
-            return
-        await self._event(send, payload, event)
+            return None
 
     async def _too_large(self, send: Send, peer: str | None, size: int | None) -> None:
         self._count("too_large")
@@ -339,28 +419,46 @@ class WebhookApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _handshake(self, send: Send, token: str) -> None:
-        if self.handshake == "echo":
-            reply = token
-        else:
-            reply = hmac.new(self._key, token.encode("utf-8"), hashlib.sha256).hexdigest()
-        self._count("handshake")
-        self.log.info("webhook.handshake", store=self.store, mode=self.handshake)
-        await _respond(send, 200, {"verificationToken": reply})
+    async def _reject(self, send: Send, outcome: str, reason: str, error: str, *,
+                      peer: str | None, size: int) -> None:
+        """401 with one warning line naming ``reason`` (never the body or any secret)."""
+        self._count(outcome)
+        self.log.warning("webhook.rejected", reason=reason, store=self.store, peer=peer,
+                         size=size)
+        await _respond(send, 401, {"error": error})
 
-    async def _event(self, send: Send, payload: dict[str, Any], event: dict[str, Any]) -> None:
-        raw_topic = event.get("topic")
-        topic = raw_topic.strip() if isinstance(raw_topic, str) else ""
-        if topic not in ORDER_TOPICS:
-            self._count("unknown_topic")
-            self.log.info(
-                "webhook.ignored", reason="topic not handled", store=self.store,
-                topic=topic[:64] or None,
-            )
+    async def _json_object(self, send: Send, body: bytes, reason: str) -> dict[str, Any] | None:
+        """The authenticated body as a JSON object, or ``None`` after answering 200 ignored."""
+        try:
+            payload = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        if not isinstance(payload, dict):
+            self._count("malformed")
+            self.log.warning("webhook.ignored", reason=reason, store=self.store, size=len(body))
             await _respond(send, 200, {"result": "ignored"})
-            return
-        delivery_id = _delivery_id(event, topic)
-        created = parse_when(event.get("createdAt")) or parse_when(payload.get("timestamp"))
+            return None
+        return payload
+
+    async def _ignore_topic(self, send: Send, topic: str) -> None:
+        self._count("unknown_topic")
+        self.log.info(
+            "webhook.ignored", reason="topic not handled", store=self.store,
+            topic=topic[:64] or None,
+        )
+        await _respond(send, 200, {"result": "ignored"})
+
+    async def _accept(
+        self,
+        send: Send,
+        *,
+        topic: str,
+        delivery_id: str,
+        order_id: str | None,
+        created: datetime | None,
+    ) -> None:
+        """Replay window, then :meth:`Inbox.record` in a thread bounded by ``db_timeout``:
+        200 ``ignored`` (stale) / ``accepted`` / ``duplicate``, or 503 (not stored)."""
         now = self.clock.now()
         if created is not None and created < now - self.replay_window:
             self._count("stale")
@@ -371,7 +469,6 @@ class WebhookApp:
             )
             await _respond(send, 200, {"result": "ignored"})
             return
-        order_id = _order_id(event, topic)
         try:
             fresh = await asyncio.wait_for(
                 asyncio.to_thread(
@@ -406,6 +503,92 @@ class WebhookApp:
             order_id=order_id,
         )
         await _respond(send, 200, {"result": outcome})
+
+    # -- deliveries: ShopWired ----------------------------------------------------------
+    async def _shopwired(
+        self, send: Send, headers: dict[bytes, bytes], body: bytes, peer: str | None
+    ) -> None:
+        provided = headers.get(SIGNATURE_HEADER)
+        if provided is None or not provided.strip():
+            await self._reject(send, "missing_signature", "missing X-ShopWired-Signature header",
+                               "missing signature", peer=peer, size=len(body))
+            return
+        expected = hmac.new(self._key, body, hashlib.sha256).hexdigest().encode("ascii")
+        if not hmac.compare_digest(expected, provided.strip().lower()):
+            await self._reject(send, "bad_signature",
+                               "X-ShopWired-Signature does not match the body", "bad signature",
+                               peer=peer, size=len(body))
+            return
+
+        payload = await self._json_object(send, body, "signed body is not a JSON object")
+        if payload is None:
+            return
+        event = payload.get("event")
+        if not isinstance(event, dict):
+            token = payload.get("verificationToken")
+            if isinstance(token, str) and token:
+                await self._handshake(send, token)
+                return
+            self._count("unrecognised")
+            self.log.warning(
+                "webhook.ignored", reason="neither an event nor a verification request",
+                store=self.store, keys=sorted(str(k) for k in payload)[:10],
+            )
+            await _respond(send, 200, {"result": "ignored"})
+            return
+        await self._event(send, payload, event)
+
+    async def _handshake(self, send: Send, token: str) -> None:
+        if self.handshake == "echo":
+            reply = token
+        else:
+            reply = hmac.new(self._key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+        self._count("handshake")
+        self.log.info("webhook.handshake", store=self.store, mode=self.handshake)
+        await _respond(send, 200, {"verificationToken": reply})
+
+    async def _event(self, send: Send, payload: dict[str, Any], event: dict[str, Any]) -> None:
+        raw_topic = event.get("topic")
+        topic = raw_topic.strip() if isinstance(raw_topic, str) else ""
+        if topic not in ORDER_TOPICS:
+            await self._ignore_topic(send, topic)
+            return
+        created = parse_when(event.get("createdAt")) or parse_when(payload.get("timestamp"))
+        await self._accept(
+            send, topic=topic, delivery_id=_delivery_id(event, topic),
+            order_id=_order_id(event, topic), created=created,
+        )
+
+    # -- deliveries: Elastic Path -------------------------------------------------------
+    async def _elasticpath(
+        self, send: Send, headers: dict[bytes, bytes], body: bytes, peer: str | None
+    ) -> None:
+        provided = headers.get(SECRET_KEY_HEADER)
+        if provided is None or not provided.strip():
+            await self._reject(send, "missing_secret", "missing X-MOLTIN-SECRET-KEY header",
+                               "missing secret key", peer=peer, size=len(body))
+            return
+        if not hmac.compare_digest(self._key, provided.strip()):
+            await self._reject(send, "bad_secret",
+                               "X-MOLTIN-SECRET-KEY does not match the configured secret",
+                               "bad secret key", peer=peer, size=len(body))
+            return
+
+        envelope = await self._json_object(send, body, "authenticated body is not a JSON object")
+        if envelope is None:
+            return
+        raw_topic = envelope.get("triggered_by")
+        if not isinstance(raw_topic, str) or not raw_topic.strip():
+            raw_topic = headers.get(TRIGGER_HEADER, b"").decode("latin-1")
+        topic = raw_topic.strip()
+        if topic not in ELASTICPATH_ORDER_TOPICS:
+            await self._ignore_topic(send, topic)
+            return
+        order_id, updated_at = _ep_order(envelope)
+        await self._accept(
+            send, topic=topic, delivery_id=_ep_delivery_id(envelope), order_id=order_id,
+            created=updated_at,
+        )
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] += 1
@@ -445,14 +628,19 @@ def make_app(
     replay_window: timedelta = timedelta(hours=24),
     db_timeout: float = 4.0,
     handshake: Literal["hmac", "echo"] = "hmac",
+    source: WebhookSource = "shopwired",
 ) -> WebhookApp:
     """Build the receiver for one store (an ASGI callable; serve it with uvicorn).
 
+    ``source`` picks the platform and so the one delivery route: ``"shopwired"`` serves
+    ``POST /webhooks/shopwired`` (HMAC signature), ``"elasticpath"`` serves ``POST
+    /webhooks/elasticpath`` (``X-MOLTIN-SECRET-KEY``); the other route is 404.
     ``inbox`` stores deliveries (:class:`~sync.webhook.inbox.WebhookInbox`); ``secret`` is the
-    webhook signing secret (never logged); ``store`` is the ledger store name; ``clock``
-    supplies "now" for the replay check and ``received_at``; ``log`` is a structlog logger.
-    ``db_timeout`` bounds each database call (seconds, keep it under ShopWired's 5 s);
-    ``handshake`` picks the verification reply (see the module docstring).
+    ShopWired signing secret or the Elastic Path integration's ``secret_key`` (never logged;
+    must not be empty); ``store`` is the ledger store name; ``clock`` supplies "now" for the
+    replay check and ``received_at``; ``log`` is a structlog logger. ``db_timeout`` bounds
+    each database call (seconds; keep it under ShopWired's 5 s and Elastic Path's 10 s);
+    ``handshake`` picks the ShopWired verification reply (see the module docstring).
     """
     return WebhookApp(
         inbox=inbox,
@@ -464,4 +652,5 @@ def make_app(
         replay_window=replay_window,
         db_timeout=db_timeout,
         handshake=handshake,
+        source=source,
     )

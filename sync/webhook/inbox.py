@@ -59,6 +59,20 @@ ORDER_TOPICS: frozenset[str] = frozenset(
 )
 """The ShopWired topics that make the receiver request an order refresh (reference §4)."""
 
+ELASTICPATH_ORDER_TOPICS: frozenset[str] = frozenset(
+    {
+        "order.created",
+        "order.updated",
+        "order.paid",
+        "order.authorized",
+        "order.fulfilled",
+        "order.cancelled",
+        "order.refunded",
+    }
+)
+"""The Elastic Path integration triggers that make the receiver request an order refresh
+(``wiredplus-elasticpath.md`` B.6). None of them is a deletion."""
+
 PRIORITY_WEBHOOK = 10
 """Default priority of a webhook-triggered refresh (lower = sooner). Leaves room below for
 operator requests (0..9) and above for background repairs (audit, 20+)."""

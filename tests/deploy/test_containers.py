@@ -116,3 +116,48 @@ def test_the_installed_package_carries_migrations_and_status_maps(tmp_path: Path
                    "sync/ledger/migrations/env.py",
                    "sync/ledger/migrations/versions/0001_initial.py", "workers/app.py"):
         assert needed in names, needed
+
+
+def _port_mapping(svc: dict[str, Any]) -> tuple[str, int, int, int]:
+    """``(host ip, host port, container port, --port)`` of a single-port service."""
+    cmd = svc["command"]
+    flag = int(cmd[cmd.index("--port") + 1])
+    (mapping,) = svc["ports"]
+    host_ip, host_port, container = str(mapping).split(":")
+    return host_ip, int(host_port), int(container), flag
+
+
+def test_each_source_has_its_own_webhook_receiver():
+    """`webhook` serves ShopWired; `webhook-elasticpath` comes with the elasticpath profile,
+    configured like `poller-elasticpath`, on its own host port, and serves the EP route."""
+    from config.settings import Settings
+    from sync.webhook import WEBHOOK_PATHS
+
+    services = compose()["services"]
+    sw, ep, ep_poller = (services["webhook"], services["webhook-elasticpath"],
+                         services["poller-elasticpath"])
+    assert "profiles" not in sw
+    assert ep["profiles"] == ep_poller["profiles"] == ["elasticpath"]
+    assert sw["command"][0] == ep["command"][0] == "webhook"
+    for var in ("DATABASE_URL", "REDIS_URL", "ORDERSYNC_SOURCE", "ORDERSYNC_STORE"):
+        assert ep["environment"][var] == ep_poller["environment"][var], var
+    assert ep["depends_on"] == sw["depends_on"]
+    host_ports = set()
+    for name, svc in (("webhook", sw), ("webhook-elasticpath", ep)):
+        host_ip, host_port, container, flag = _port_mapping(svc)
+        assert host_ip == "127.0.0.1" and container == flag, name
+        assert f"http://127.0.0.1:{flag}/healthz" in " ".join(svc["healthcheck"]["test"]), name
+        host_ports.add(host_port)
+    assert len(host_ports) == 2, "both receivers publish the same host port"
+    routes = {}
+    for name, svc in (("webhook", sw), ("webhook-elasticpath", ep)):
+        env = {k: v for k, v in (svc.get("environment") or {}).items()
+               if k.startswith("ORDERSYNC_")}
+        settings = Settings(**env)
+        routes[name] = (WEBHOOK_PATHS[settings.source], settings.webhook_secret()[0])
+    assert routes == {
+        "webhook": ("/webhooks/shopwired", "SHOPWIRED_WEBHOOK_SECRET"),
+        "webhook-elasticpath": ("/webhooks/elasticpath", "ELASTICPATH_WEBHOOK_SECRET"),
+    }
+    assert ep["environment"]["ORDERSYNC_STORE"] == Settings(
+        ORDERSYNC_SOURCE="elasticpath").store

@@ -165,7 +165,7 @@ def test_token_renewed_once_on_401(sim: ElasticPathSimulator, clock: FakeClock) 
     assert sim.responses[401] == 1
 
 
-def test_second_401_is_fatal() -> None:
+def test_401s_with_fresh_tokens_every_time_are_fatal() -> None:
     tap = Tap(scripted(jsonapi(401, "Unable to validate access token")))
     client, _ = make(tap)
     with pytest.raises(FatalError) as info:
@@ -173,7 +173,29 @@ def test_second_401_is_fatal() -> None:
     assert "ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET" in str(info.value)
     assert [r.url.path for r in tap.requests] == [
         "/oauth/access_token", "/v2/orders", "/oauth/access_token", "/v2/orders",
+        "/oauth/access_token", "/v2/orders",
     ]
+
+
+def test_a_token_revoked_while_its_replacement_is_fetched_is_not_fatal(
+    sim: ElasticPathSimulator, clock: FakeClock
+) -> None:
+    """Seen in the chaos run: the new token was revoked before its first use."""
+    real_token = sim.handle
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        response = real_token(request)
+        if request.url.path == "/oauth/access_token" and sim.calls[
+                "POST /oauth/access_token"] == 2:
+            sim.revoke_tokens()  # the replacement dies on the way back
+        return response
+
+    client, _ = make(handler, clock)
+    client.list_orders()
+    sim.revoke_tokens()
+    client.list_orders()
+    assert client.token_requests == 3
+    assert sim.responses[401] == 2
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 422])
