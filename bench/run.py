@@ -66,9 +66,10 @@ QUICK = Plan(budget_s=100, capacity_s=2, naive_orders=500, embedded_orders=200,
 FULL = Plan(budget_s=560, capacity_s=5, naive_orders=2000, embedded_orders=600,
             rate_limited_s=40, steady_s=60, steady_orders=600, main_workers=4,
             main_orders=10_000, incremental_changes=100, other_workers=(2, 1),
-            other_orders=10_000, large_orders=100_000)
+            other_orders=5_000, large_orders=100_000)
 SETUP_S = 15.0  # per backfill run: sandbox, migrate, workers ready, teardown
 GEN_S_PER_ORDER = 0.0002  # sandbox order generation
+LARGE_RATE_MARGIN = 0.6  # the large backfill is planned at this fraction of the measured rate
 
 
 def _meta(mode: str) -> dict[str, Any]:
@@ -235,7 +236,10 @@ def _scaled_runs(ctx: scenarios.Context, results: dict[str, Any], plan: Plan,
     rate_main = main["orders_per_s"]
     large = 0
     if plan.large_orders:
-        need = plan.large_orders / rate_main + plan.large_orders * GEN_S_PER_ORDER + SETUP_S
+        # Margin: a long run on a shared 2-core machine has come in at ~0.6x the rate of the
+        # 10k run (2026-11-29: 304 vs 540 orders/s), and the budget is a promise.
+        need = (plan.large_orders / (rate_main * LARGE_RATE_MARGIN)
+                + plan.large_orders * GEN_S_PER_ORDER + SETUP_S)
         if need <= ctx.remaining() - SETUP_S * len(plan.other_workers):
             large = plan.large_orders
         else:
@@ -249,7 +253,7 @@ def _scaled_runs(ctx: scenarios.Context, results: dict[str, Any], plan: Plan,
     for i, workers in enumerate(others):
         # Conservative estimate: throughput no better than linear in the worker count.
         est = rate_main * workers / plan.main_workers
-        reserve = plan.large_orders / rate_main + SETUP_S if large else 0.0
+        reserve = (plan.large_orders / (rate_main * LARGE_RATE_MARGIN) + SETUP_S) if large else 0.0
         share = (ctx.remaining() - reserve) / (len(others) - i)
         fit = int(max(share - SETUP_S, 0) * est / (1 + est * GEN_S_PER_ORDER))
         orders = min(plan.other_orders, fit // 100 * 100)

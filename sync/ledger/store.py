@@ -285,10 +285,17 @@ class Ledger:
             )
 
     def refresh_candidates(
-        self, store: str, *, created_after: datetime, limit: int, now: datetime | None = None
+        self,
+        store: str,
+        *,
+        created_after: datetime,
+        limit: int,
+        now: datetime | None = None,
+        checked_before: datetime | None = None,
     ) -> list[tuple[str, str]]:
         """Open (non-terminal) orders whose freshness target has passed, most overdue first:
-        (ref, shop order id). Without ``now`` every open order is a candidate."""
+        (ref, shop order id). Without ``now`` every open order is a candidate. With
+        ``checked_before``, orders read at or after that moment are left out."""
         with self.session() as s:
             q = select(OrderRow.ref, OrderRow.source_order_id).where(
                 OrderRow.store == store,
@@ -298,6 +305,9 @@ class Ledger:
             )
             if now is not None:
                 q = q.where(or_(OrderRow.refresh_due_at.is_(None), OrderRow.refresh_due_at <= now))
+            if checked_before is not None:
+                q = q.where(or_(OrderRow.last_checked_at.is_(None),
+                                OrderRow.last_checked_at < checked_before))
             rows = s.execute(
                 q.order_by(OrderRow.refresh_due_at.is_not(None), OrderRow.refresh_due_at,
                            OrderRow.id).limit(limit)

@@ -34,6 +34,8 @@ from sync.sources.base import Source
 
 @dataclass
 class IngestResult:
+    """What one ingest call did; see :meth:`add` for running totals."""
+
     seen: int = 0
     new: int = 0
     changed: int = 0
@@ -46,6 +48,10 @@ class IngestResult:
     seen_ids: set[str] = field(default_factory=set)
 
     def add(self, other: IngestResult) -> None:
+        """Fold one page's result into a running total in O(1) memory: the counts, and of the
+        cursor dates only the newest (all the watermark needs). ``to_push`` and ``seen_ids``
+        are per page (the caller acts on them page by page) and are not accumulated, so a
+        100,000-order first pass holds no per-order state."""
         self.seen += other.seen
         self.new += other.new
         self.changed += other.changed
@@ -53,9 +59,8 @@ class IngestResult:
         self.skipped += other.skipped
         self.out_of_scope += other.out_of_scope
         self.events += other.events
-        self.to_push.extend(other.to_push)
-        self.created.extend(other.created)
-        self.seen_ids |= other.seen_ids
+        newest = max(self.created + other.created, default=None)
+        self.created = [newest] if newest is not None else []
 
 
 @dataclass(frozen=True)

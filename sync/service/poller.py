@@ -424,9 +424,9 @@ class Poller:
             # order is a candidate, most overdue first. With them, only orders past their
             # freshness target (sync.domain.freshness) — polling is the safety net.
             now=now if report.webhooks_healthy else None,
+            # Orders read earlier in this pass (the new-order scan) are fresh already.
+            checked_before=report.started_at,
         )
-        # Orders just read by the new-order scan are fresh already.
-        candidates = [c for c in candidates if c[1] not in report.new.seen_ids]
         for i in range(0, len(candidates), IDS_PER_CALL):
             if self.stop_requested():
                 return
