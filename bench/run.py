@@ -64,12 +64,12 @@ QUICK = Plan(budget_s=100, capacity_s=2, naive_orders=500, embedded_orders=200,
              main_orders=1200, incremental_changes=30, other_workers=(), other_orders=0,
              large_orders=0)
 FULL = Plan(budget_s=560, capacity_s=5, naive_orders=2000, embedded_orders=600,
-            rate_limited_s=40, steady_s=60, steady_orders=600, main_workers=4,
+            rate_limited_s=40, steady_s=45, steady_orders=600, main_workers=4,
             main_orders=10_000, incremental_changes=100, other_workers=(2, 1),
             other_orders=5_000, large_orders=100_000)
 SETUP_S = 15.0  # per backfill run: sandbox, migrate, workers ready, teardown
 GEN_S_PER_ORDER = 0.0002  # sandbox order generation
-LARGE_RATE_MARGIN = 0.6  # the large backfill is planned at this fraction of the measured rate
+LARGE_RATE_MARGIN = 0.7  # the large backfill is planned at this fraction of the measured rate
 
 
 def _meta(mode: str) -> dict[str, Any]:

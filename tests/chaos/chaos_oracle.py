@@ -505,24 +505,7 @@ def verify(
             v.add("duplicate", f"WiredPlus order {order_wid} got {n} {event_type!r} events")
 
     # -- the outbox: every decided event delivered once, to the right order -----------------
-    for ev in world.events:
-        if ev.state != EventState.SENT:
-            v.add("not-drained", f"event {ev.event_reference} is {ev.state} ({ev.last_error})")
-            continue
-        wid = wp.events_by_ref.get(ev.event_reference)
-        stored = wp.events.get(wid) if wid else None
-        order_wid = wp.orders_by_ref.get(ev.order_ref)
-        if stored is None:
-            v.add("undelivered", f"event {ev.event_reference} sent per ledger, not in WiredPlus")
-        elif stored.get("event_type") != ev.event_type or stored.get("order_id") != order_wid:
-            v.add("misdirected", f"event {ev.event_reference}: {stored.get('event_type')} on "
-                                 f"{stored.get('order_id')}, expected {ev.event_type} on "
-                                 f"{order_wid}")
-        row = rows.get(ev.order_ref)
-        if row is not None and abs(epoch(ev.created_at) - epoch(row.first_seen_at)) < 1e-3 \
-                and not recent(row):
-            v.add("history", f"event {ev.event_reference} decided at first sight of an order "
-                             f"created {row.created_at}, first seen {row.first_seen_at}")
+    check_outbox(v, world.events, wp, rows, recent)
 
     # -- what the ledger observed must have produced its events -----------------------------
     observed_transitions = 0
@@ -725,3 +708,26 @@ def retry(fn: Callable[[], Any], attempts: int = 30, pause: float = 1.0) -> Any:
             time.sleep(pause)
     return None
 
+
+def check_outbox(v: Verdict, events: Any, wp: Any, rows: dict[str, OrderRow],
+                 recent: Callable[[OrderRow], bool]) -> None:
+    """Every decided event sent once, to the right WiredPlus order and type; none decided at
+    first sight of an old order (shared by both chaos runs' verdicts)."""
+    for ev in events:
+        if ev.state != EventState.SENT:
+            v.add("not-drained", f"event {ev.event_reference} is {ev.state} ({ev.last_error})")
+            continue
+        wid = wp.events_by_ref.get(ev.event_reference)
+        stored = wp.events.get(wid) if wid else None
+        order_wid = wp.orders_by_ref.get(ev.order_ref)
+        if stored is None:
+            v.add("undelivered", f"event {ev.event_reference} sent per ledger, not in WiredPlus")
+        elif stored.get("event_type") != ev.event_type or stored.get("order_id") != order_wid:
+            v.add("misdirected", f"event {ev.event_reference}: {stored.get('event_type')} on "
+                                 f"{stored.get('order_id')}, expected {ev.event_type} on "
+                                 f"{order_wid}")
+        row = rows.get(ev.order_ref)
+        if row is not None and abs(epoch(ev.created_at) - epoch(row.first_seen_at)) < 1e-3 \
+                and not recent(row):
+            v.add("history", f"event {ev.event_reference} decided at first sight of an order "
+                             f"created {row.created_at}, first seen {row.first_seen_at}")

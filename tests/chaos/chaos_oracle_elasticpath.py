@@ -51,7 +51,7 @@ from sqlalchemy import select
 from config import default_status_map_text
 from sync.domain.parse_elasticpath import all_statuses, synthetic_status
 from sync.domain.status_map import Resolution, StatusMap
-from sync.ledger.models import EventRow, EventState, LogRow, OrderRow, OrderState
+from sync.ledger.models import EventRow, LogRow, OrderRow, OrderState
 from sync.ledger.store import Ledger
 from sync.sandbox.elasticpath import ElasticPathSimulator, parse_ep_timestamp
 
@@ -60,6 +60,7 @@ from .chaos_oracle import (  # type: ignore[import-not-found]
     WP_SYSTEM_KEYS,
     Phase,
     Verdict,
+    check_outbox,
     epoch,
     phase_row,
 )
@@ -353,24 +354,7 @@ def verify_ep(
             v.add("duplicate", f"WiredPlus order {order_wid} got {n} {event_type!r} events")
 
     # -- the outbox: every decided event delivered once, to the right order -----------------
-    for ev in world.events:
-        if ev.state != EventState.SENT:
-            v.add("not-drained", f"event {ev.event_reference} is {ev.state} ({ev.last_error})")
-            continue
-        wid = wp.events_by_ref.get(ev.event_reference)
-        stored = wp.events.get(wid) if wid else None
-        order_wid = wp.orders_by_ref.get(ev.order_ref)
-        if stored is None:
-            v.add("undelivered", f"event {ev.event_reference} sent per ledger, not in WiredPlus")
-        elif stored.get("event_type") != ev.event_type or stored.get("order_id") != order_wid:
-            v.add("misdirected", f"event {ev.event_reference}: {stored.get('event_type')} on "
-                                 f"{stored.get('order_id')}, expected {ev.event_type} on "
-                                 f"{order_wid}")
-        row = rows.get(ev.order_ref)
-        if row is not None and abs(epoch(ev.created_at) - epoch(row.first_seen_at)) < 1e-3 \
-                and not recent(row):
-            v.add("history", f"event {ev.event_reference} decided at first sight of an order "
-                             f"created {row.created_at}, first seen {row.first_seen_at}")
+    check_outbox(v, world.events, wp, rows, recent)
 
     # -- what the ledger observed must have produced its events -----------------------------
     observed = 0

@@ -310,3 +310,65 @@ class Fleet:
         if not log.exists():
             return ""
         return log.read_bytes()[-chars:].decode("utf-8", "replace")
+
+# ------------------------------------------------------------------ shared by both chaos runs
+
+
+def wait_for(check: Any, timeout: float, step: float = 0.5) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return True
+        except Exception:
+            pass  # a server is restarting; ask again
+        time.sleep(step)
+    return False
+
+
+class Supervisor:
+    """What Docker's restart policy would do: a daemon process that exited is started again
+    (and the exit is recorded — none is expected)."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.exits: list[dict[str, Any]] = []
+
+    def check(self, phase: str) -> None:
+        for name in list(self.fleet.procs):
+            if not self.fleet.alive(name):
+                code = self.fleet.procs[name].popen.returncode
+                self.exits.append({"process": name, "code": code, "phase": phase,
+                                   "log_tail": self.fleet.tail(name, 600)})
+                self.fleet.restart(name)
+
+
+@contextlib.contextmanager
+def redis_db_flushed(db: int) -> Iterator[None]:
+    """Leave no Celery or rate-limit keys of this run behind in Redis database ``db``."""
+    try:
+        yield
+    finally:
+        if redis_up():
+            redis_cli("-n", str(db), "FLUSHDB")
+
+
+def results_table(rows: list[dict[str, Any]], figures: dict[str, Any], drain_s: float) -> str:
+    head = ("| fault | injected | orders expected / delivered / lost / dup | events expected / "
+            "delivered / lost / dup | time to drain |\n|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        inj = ", ".join(f"{k} {v}" for k, v in r["injected"].items())
+        drain = f"{r['drain_s']} s" if r.get("drain_s") is not None else "—"
+        lines.append(
+            f"| {r['fault']} | {inj} | {r['orders_expected']} / {r['orders_delivered']} / "
+            f"{r['orders_lost']} / {r['orders_duplicated']} | {r['events_expected']} / "
+            f"{r['events_delivered']} / {r['events_lost']} / {r['events_duplicated']} | "
+            f"{drain} |")
+    f = figures
+    lines.append(
+        f"| **whole run** (after the shop went quiet) | | **{f['required_orders']} required / "
+        f"{f['required_delivered']} / {f['orders_lost']} / {f['orders_duplicated']}** | "
+        f"**{f['ledger_events']} / {f['wiredplus_events']} / {f['events_lost']} / "
+        f"{f['events_duplicated']}** | **{drain_s:.1f} s** |")
+    return "\n".join(lines)

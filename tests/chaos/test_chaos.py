@@ -28,12 +28,10 @@ PostgreSQL are running again when the test ends.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -63,11 +61,15 @@ from .chaos_oracle import (  # type: ignore[import-not-found]
 )
 from .chaos_services import (  # type: ignore[import-not-found]
     Fleet,
+    Supervisor,
     pg_restart,
     redis_cli,
+    redis_db_flushed,
     redis_flushall_and_restart,
     redis_up,
+    results_table,
     services_restored,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -108,37 +110,8 @@ def _env(sb: Sandbox, db_url: str, redis_url: str) -> dict[str, str]:
     return env
 
 
-def _wait_for(check: Any, timeout: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return True
-        except Exception:
-            pass  # a server is restarting; ask again
-        time.sleep(step)
-    return False
-
-
 def _passes_done(fleet: Fleet) -> int:
     return len(read_passes(fleet.logdir / "poller.log"))
-
-
-class Supervisor:
-    """What Docker's restart policy would do: a daemon process that exited is started again
-    (and the exit is recorded — none is expected)."""
-
-    def __init__(self, fleet: Fleet) -> None:
-        self.fleet = fleet
-        self.exits: list[dict[str, Any]] = []
-
-    def check(self, phase: str) -> None:
-        for name in list(self.fleet.procs):
-            if not self.fleet.alive(name):
-                code = self.fleet.procs[name].popen.returncode
-                self.exits.append({"process": name, "code": code, "phase": phase,
-                                   "log_tail": self.fleet.tail(name, 600)})
-                self.fleet.restart(name)
 
 
 def _drained(ledger: Ledger, t_stop: float) -> bool:
@@ -157,37 +130,6 @@ def _drained(ledger: Ledger, t_stop: float) -> bool:
         pending_ev = s.scalar(select(func.count()).select_from(EventRow).where(
             EventRow.store == STORE, EventRow.state == EventState.PENDING))
     return stale == 0 and pending == 0 and pending_ev == 0
-
-
-@contextlib.contextmanager
-def _our_redis_db_flushed() -> Iterator[None]:
-    """Leave no Celery or rate-limit keys of this run behind in our Redis database."""
-    try:
-        yield
-    finally:
-        if redis_up():
-            redis_cli("-n", str(REDIS_DB), "FLUSHDB")
-
-
-def _table(rows: list[dict[str, Any]], figures: dict[str, Any], drain_s: float) -> str:
-    head = ("| fault | injected | orders expected / delivered / lost / dup | events expected / "
-            "delivered / lost / dup | time to drain |\n|---|---|---|---|---|")
-    lines = [head]
-    for r in rows:
-        inj = ", ".join(f"{k} {v}" for k, v in r["injected"].items())
-        drain = f"{r['drain_s']} s" if r.get("drain_s") is not None else "—"
-        lines.append(
-            f"| {r['fault']} | {inj} | {r['orders_expected']} / {r['orders_delivered']} / "
-            f"{r['orders_lost']} / {r['orders_duplicated']} | {r['events_expected']} / "
-            f"{r['events_delivered']} / {r['events_lost']} / {r['events_duplicated']} | "
-            f"{drain} |")
-    f = figures
-    lines.append(
-        f"| **whole run** (after the shop went quiet) | | **{f['required_orders']} required / "
-        f"{f['required_delivered']} / {f['orders_lost']} / {f['orders_duplicated']}** | "
-        f"**{f['ledger_events']} / {f['wiredplus_events']} / {f['events_lost']} / "
-        f"{f['events_duplicated']}** | **{drain_s:.1f} s** |")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------ the deterministic repro
@@ -292,7 +234,7 @@ def test_chaos_every_order_and_event_delivered_exactly_once(pg_url: str, tmp_pat
     phases: list[Phase] = []
     results: dict[str, Any] = {}
 
-    with services_restored(), _our_redis_db_flushed(), sb:
+    with services_restored(), redis_db_flushed(REDIS_DB), sb:
         logdir = tmp_path / "logs"
         logdir.mkdir()
         env = _env(sb, pg_url, redis_url)
@@ -318,10 +260,10 @@ def test_chaos_every_order_and_event_delivered_exactly_once(pg_url: str, tmp_pat
             scope_start = time.time() - 30 * 86400
             fleet.start_poller()
             activity.start()
-            assert _wait_for(lambda: _passes_done(fleet) >= 1, 60), fleet.tail("poller")
+            assert wait_for(lambda: _passes_done(fleet) >= 1, 60), fleet.tail("poller")
             f.throttle_storm_until = sim.clock.monotonic() + 3
             done = _passes_done(fleet)
-            assert _wait_for(lambda: _passes_done(fleet) >= done + 1, 60), fleet.tail("poller")
+            assert wait_for(lambda: _passes_done(fleet) >= done + 1, 60), fleet.tail("poller")
             f.clear()
             between.enabled = False
             shuffled = sim.shuffle_log[shuffles0:]
@@ -409,7 +351,7 @@ def test_chaos_every_order_and_event_delivered_exactly_once(pg_url: str, tmp_pat
             t_stop = activity.stopped_at
             drain_ledger = Ledger(pg_url)
             try:
-                drained = _wait_for(lambda: _drained(drain_ledger, t_stop), DRAIN_DEADLINE_S,
+                drained = wait_for(lambda: _drained(drain_ledger, t_stop), DRAIN_DEADLINE_S,
                                     step=1.0)
                 supervisor.check("drain")
             finally:
@@ -455,7 +397,7 @@ def test_chaos_every_order_and_event_delivered_exactly_once(pg_url: str, tmp_pat
             "undrained_phase_blockers": blockers,
             "retry_gaps": retry_gaps(sorted(logdir.glob("worker*.log"))),
             "violations": {k: v[:50] for k, v in verdict.violations.items() if v},
-            "table": _table(verdict.phase_rows, verdict.figures, timings["drain_s"]),
+            "table": results_table(verdict.phase_rows, verdict.figures, timings["drain_s"]),
         }
         RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n", encoding="utf-8")
         print("\n" + results["table"])

@@ -24,12 +24,10 @@ Redis is running again when the test ends.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -59,10 +57,14 @@ from .chaos_oracle_elasticpath import (  # type: ignore[import-not-found]
 )
 from .chaos_services import (  # type: ignore[import-not-found]
     Fleet,
+    Supervisor,
     redis_cli,
+    redis_db_flushed,
     redis_flushall_and_restart,
     redis_up,
+    results_table,
     services_restored,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.chaos, pytest.mark.slow]
@@ -107,18 +109,6 @@ def _env(ep: ElasticPathSimulator, ep_url: str, sb: Sandbox, db_url: str, redis_
     return env
 
 
-def _wait_for(check: Any, timeout: float, step: float = 0.5) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return True
-        except Exception:
-            pass  # a server is restarting; ask again
-        time.sleep(step)
-    return False
-
-
 def _sleep_until(t0: float, at: float) -> None:
     time.sleep(max(0.0, t0 + at - time.monotonic()))
 
@@ -127,23 +117,6 @@ def _pass_lines(fleet: Fleet) -> dict[str, int]:
     """Completed and failed passes of the poller so far (from its JSON log)."""
     text = (fleet.logdir / "poller.log").read_text(encoding="utf-8", errors="replace")
     return {"done": text.count('"pass.done"'), "failed": text.count('"pass.step_failed"')}
-
-
-class Supervisor:
-    """What Docker's restart policy would do: a daemon process that exited is started again
-    (and the exit is recorded — none is expected)."""
-
-    def __init__(self, fleet: Fleet) -> None:
-        self.fleet = fleet
-        self.exits: list[dict[str, Any]] = []
-
-    def check(self, phase: str) -> None:
-        for name in list(self.fleet.procs):
-            if not self.fleet.alive(name):
-                code = self.fleet.procs[name].popen.returncode
-                self.exits.append({"process": name, "code": code, "phase": phase,
-                                   "log_tail": self.fleet.tail(name, 600)})
-                self.fleet.restart(name)
 
 
 def _drained(ledger: Ledger, t_stop: float) -> bool:
@@ -158,37 +131,6 @@ def _drained(ledger: Ledger, t_stop: float) -> bool:
         pending_ev = s.scalar(select(func.count()).select_from(EventRow).where(
             EventRow.store == STORE, EventRow.state == EventState.PENDING))
     return pending == 0 and pending_ev == 0
-
-
-@contextlib.contextmanager
-def _our_redis_db_flushed() -> Iterator[None]:
-    """Leave no Celery or rate-limit keys of this run behind in our Redis database."""
-    try:
-        yield
-    finally:
-        if redis_up():
-            redis_cli("-n", str(REDIS_DB), "FLUSHDB")
-
-
-def _table(rows: list[dict[str, Any]], figures: dict[str, Any], drain_s: float) -> str:
-    head = ("| fault | injected | orders expected / delivered / lost / dup | events expected / "
-            "delivered / lost / dup | time to drain |\n|---|---|---|---|---|")
-    lines = [head]
-    for r in rows:
-        inj = ", ".join(f"{k} {v}" for k, v in r["injected"].items())
-        drain = f"{r['drain_s']} s" if r.get("drain_s") is not None else "—"
-        lines.append(
-            f"| {r['fault']} | {inj} | {r['orders_expected']} / {r['orders_delivered']} / "
-            f"{r['orders_lost']} / {r['orders_duplicated']} | {r['events_expected']} / "
-            f"{r['events_delivered']} / {r['events_lost']} / {r['events_duplicated']} | "
-            f"{drain} |")
-    f = figures
-    lines.append(
-        f"| **whole run** (after the shop went quiet) | | **{f['required_orders']} required / "
-        f"{f['required_delivered']} / {f['orders_lost']} / {f['orders_duplicated']}** | "
-        f"**{f['ledger_events']} / {f['wiredplus_events']} / {f['events_lost']} / "
-        f"{f['events_duplicated']}** | **{drain_s:.1f} s** |")
-    return "\n".join(lines)
 
 
 # ------------------------------------------------------------------------ the chaos run
@@ -237,7 +179,7 @@ def test_chaos_elasticpath_every_order_and_event_delivered_exactly_once(
     sb = Sandbox(seed=SEED, clock=clock, hourly_limit=1_000_000)
 
     try:
-        with services_restored(), _our_redis_db_flushed(), sb:
+        with services_restored(), redis_db_flushed(REDIS_DB), sb:
             logdir = tmp_path / "logs"
             logdir.mkdir()
             env = _env(ep, ep_server.url, sb, pg_url, redis_url, start)
@@ -364,7 +306,7 @@ def test_chaos_elasticpath_every_order_and_event_delivered_exactly_once(
                 t_stop = activity.stopped_at
                 drain_ledger = Ledger(pg_url)
                 try:
-                    drained = _wait_for(lambda: _drained(drain_ledger, t_stop),
+                    drained = wait_for(lambda: _drained(drain_ledger, t_stop),
                                         DRAIN_DEADLINE_S, step=1.0)
                     supervisor.check("drain")
                 finally:
@@ -421,7 +363,7 @@ def test_chaos_elasticpath_every_order_and_event_delivered_exactly_once(
                 "undrained_phase_blockers": blockers,
                 "retry_gaps": retry_gaps(sorted(logdir.glob("worker*.log"))),
                 "violations": {k: v[:50] for k, v in verdict.violations.items() if v},
-                "table": _table(verdict.phase_rows, verdict.figures, timings["drain_s"]),
+                "table": results_table(verdict.phase_rows, verdict.figures, timings["drain_s"]),
             }
             RESULTS.write_text(json.dumps(results, indent=2, default=str) + "\n",
                                encoding="utf-8")
