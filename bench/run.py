@@ -240,7 +240,7 @@ def _scaled_runs(ctx: scenarios.Context, results: dict[str, Any], plan: Plan,
         # 10k run (2026-11-29: 304 vs 540 orders/s), and the budget is a promise.
         need = (plan.large_orders / (rate_main * LARGE_RATE_MARGIN)
                 + plan.large_orders * GEN_S_PER_ORDER + SETUP_S)
-        if need <= ctx.remaining() - SETUP_S * len(plan.other_workers):
+        if need <= ctx.remaining():  # first claim on the time left: the memory target needs it
             large = plan.large_orders
         else:
             ctx.notes.append(
