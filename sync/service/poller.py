@@ -42,6 +42,7 @@ from sync.service.ingest import Ingestor, IngestResult
 from sync.sources.base import Source
 
 IDS_PER_CALL = 50
+ANALYZE_FIRST_AT = 1_000
 SCOPE_START = "scope_start"
 """Cursor: the earliest created date ordersync imports (see :meth:`Poller.scope_start`)."""
 
@@ -120,7 +121,22 @@ class Poller:
         self._budget_at: float | None = None
         self._statuses_at: float | None = None
         self._warned_statuses: set[str] = set()
+        self._new_orders = 0
+        self._analyze_at = ANALYZE_FIRST_AT
         ingestor.on_unknown_status = self._warn_unknown_status
+
+    def _note_growth(self, new_orders: int) -> None:
+        """Refresh the database's statistics each time this process has added as many orders
+        again (1,000, 2,000, 4,000 …), so a first import stays fast on a fresh ledger
+        (:meth:`Ledger.refresh_statistics`); a failure only costs speed."""
+        self._new_orders += new_orders
+        if self._new_orders < self._analyze_at:
+            return
+        self._analyze_at = max(self._analyze_at * 2, self._new_orders)
+        try:
+            self.ledger.refresh_statistics()
+        except Exception as exc:
+            self.log.warning("ledger.analyze_failed", store=self.store, error=str(exc)[:200])
 
     # -- statuses -----------------------------------------------------------------------
     def _warn_unknown_status(self, status_id: str, name: str) -> None:
@@ -344,6 +360,7 @@ class Poller:
             result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True,
                                            not_before=self.scope_start(now))
             report.new.add(result)
+            self._note_growth(result.new)
             self.dispatcher.dispatch(self.store, result.to_push)
             if self.stop_requested():
                 # Committed pages stay committed; the watermark stays put, so the next run
@@ -484,6 +501,7 @@ class Poller:
             for page in self.source.new_order_pages(window):
                 result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=False)
                 part.add(result)
+                self._note_growth(result.new)
                 self.dispatcher.dispatch(self.store, result.to_push)
             total.add(part)
             if progress:

@@ -76,3 +76,31 @@ def test_cursor_roundtrip_keeps_utc(ledger):
     assert ledger.get_cursor("s2", WATERMARK) is None
     row = ledger.get_order("s1", "nope")
     assert row is None
+
+
+def test_a_grown_ledger_is_looked_up_by_its_unique_key_after_refresh_statistics(pg_url):
+    """A first import fills an empty table; without statistics PostgreSQL (autovacuum off, or
+    not yet run) looked orders up through the refresh index and read the whole store for each
+    page — a 100,000-order import slowed to a crawl. After ``refresh_statistics`` the lookup
+    uses the (store, ref) key."""
+    from sqlalchemy import insert, text
+
+    led = Ledger(pg_url)
+    led.create_schema()
+    try:
+        with led.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE ledger_orders SET (autovacuum_enabled = false)"))
+            conn.execute(insert(OrderRow.__table__), [
+                dict(store="s1", ref=str(i), source_order_id=str(i), first_seen_at=NOW,
+                     last_checked_at=NOW, changed_at=NOW, refresh_due_at=NOW,
+                     state=OrderState.SYNCED, version=1, attempts=0, terminal=False,
+                     deleted=False)
+                for i in range(20_000)])
+        led.refresh_statistics()
+        refs = ", ".join(f"'{i}'" for i in range(0, 20_000, 200))
+        with led.engine.begin() as conn:
+            plan = "\n".join(r[0] for r in conn.execute(text(
+                f"EXPLAIN SELECT id FROM ledger_orders WHERE store = 's1' AND ref IN ({refs})")))
+        assert "uq_ledger_orders_store_ref" in plan, plan
+    finally:
+        led.dispose()

@@ -9,6 +9,7 @@ WiredPlus it would look like a new order, and a "new order" automation could mai
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import httpx
 
@@ -88,3 +89,26 @@ def test_the_default_start_is_fixed_at_the_first_pass_and_backfill_moves_it_back
     poller.backfill(since, fixed)
     assert poller.scope_start(harness.clock.now()) == since
     assert harness.rt.ledger.get_cursor(harness.store, SCOPE_START) == since.isoformat()
+
+
+def test_a_large_first_import_refreshes_the_database_statistics_as_it_grows(
+    db_url: str, monkeypatch: Any
+) -> None:
+    """1,000 new orders, then each doubling: the planner keeps up with a fresh ledger."""
+    clock = FakeClock()
+    sb = Sandbox(seed=6, clock=clock)
+    now = clock.now()
+    sb.shopwired.generate_orders(2_100, created_between=(now - timedelta(days=20),
+                                                         now - timedelta(hours=1)))
+    rt = build_runtime(make_settings(db_url), clock=clock,
+                       shopwired_transport=sb.shopwired_transport(),
+                       wiredplus_transport=sb.wiredplus_transport())
+    calls: list[int] = []
+    real = rt.ledger.refresh_statistics
+    monkeypatch.setattr(rt.ledger, "refresh_statistics",
+                        lambda: (calls.append(rt.poller._new_orders), real())[1])
+    try:
+        rt.poller.run_pass()
+    finally:
+        rt.close()
+    assert len(calls) == 2 and 1_000 <= calls[0] < 1_100 and 2_000 <= calls[1] < 2_100
