@@ -372,3 +372,40 @@ def results_table(rows: list[dict[str, Any]], figures: dict[str, Any], drain_s: 
         f"**{f['ledger_events']} / {f['wiredplus_events']} / {f['events_lost']} / "
         f"{f['events_duplicated']}** | **{drain_s:.1f} s** |")
     return "\n".join(lines)
+
+
+def sigkill_phase(fleet: Fleet, monitor: Any, phases: list[Any], supervisor: Supervisor,
+                  activity: Any, rng: Any, *, kills: int, burst: tuple[int, int],
+                  small_burst: tuple[int, int]) -> None:
+    """Fault: SIGKILL a worker (main process and pool children) ``kills`` times, alternating
+    between the two, restarting it each time; shop activity keeps work in flight."""
+    phase = monitor.begin("sigkill", "SIGKILL a worker, restart it")
+    phases.append(phase)
+    activity.burst(*burst)
+    for k in range(kills):
+        name = f"worker{k % 2}"
+        fleet.wait_ready(name, 20)
+        time.sleep(rng.uniform(0.2, 0.8))
+        fleet.sigkill(name)
+        fleet.restart(name)
+        if k % 4 == 3:
+            activity.burst(*small_burst)
+    for i in (0, 1):
+        fleet.wait_ready(f"worker{i}", 20)
+    phase.injected = {"SIGKILLs": fleet.kills}
+    monitor.end(phase)
+    supervisor.check(phase.name)
+
+
+def redis_phase(monitor: Any, phases: list[Any], supervisor: Supervisor, activity: Any, *,
+                burst: tuple[int, int], before_s: float, after_s: float) -> None:
+    """Fault: Redis ``FLUSHALL`` (every database) and a server restart, with work in flight."""
+    phase = monitor.begin("redis", "Redis FLUSHALL + restart")
+    phases.append(phase)
+    activity.burst(*burst)
+    time.sleep(before_s)
+    down = redis_flushall_and_restart(down_seconds=2.0)
+    time.sleep(after_s)
+    phase.injected = {"FLUSHALL": 1, "restarts": 1, "down_s": round(down, 1)}
+    monitor.end(phase)
+    supervisor.check(phase.name)

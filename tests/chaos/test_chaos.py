@@ -65,10 +65,11 @@ from .chaos_services import (  # type: ignore[import-not-found]
     pg_restart,
     redis_cli,
     redis_db_flushed,
-    redis_flushall_and_restart,
+    redis_phase,
     redis_up,
     results_table,
     services_restored,
+    sigkill_phase,
     wait_for,
 )
 
@@ -278,34 +279,11 @@ def test_chaos_every_order_and_event_delivered_exactly_once(pg_url: str, tmp_pat
             monitor.end(phase)
             supervisor.check(phase.name)
 
-            # -- 2. SIGKILL workers ----------------------------------------------------------
-            phase = monitor.begin("sigkill", "SIGKILL a worker, restart it")
-            phases.append(phase)
-            activity.burst(120, 10)
-            for k in range(KILLS):
-                name = f"worker{k % 2}"
-                fleet.wait_ready(name, 20)
-                time.sleep(rng.uniform(0.2, 0.8))
-                fleet.sigkill(name)
-                fleet.restart(name)
-                if k % 4 == 3:
-                    activity.burst(30, 2)
-            for i in (0, 1):
-                fleet.wait_ready(f"worker{i}", 20)
-            phase.injected = {"SIGKILLs": fleet.kills}
-            monitor.end(phase)
-            supervisor.check(phase.name)
-
-            # -- 3. Redis FLUSHALL + restart --------------------------------------------------
-            phase = monitor.begin("redis", "Redis FLUSHALL + restart")
-            phases.append(phase)
-            activity.burst(120, 10)
-            time.sleep(3)
-            down = redis_flushall_and_restart(down_seconds=2.0)
-            time.sleep(4)
-            phase.injected = {"FLUSHALL": 1, "restarts": 1, "down_s": round(down, 1)}
-            monitor.end(phase)
-            supervisor.check(phase.name)
+            # -- 2. SIGKILL workers; 3. Redis FLUSHALL + restart ------------------------------
+            sigkill_phase(fleet, monitor, phases, supervisor, activity, rng, kills=KILLS,
+                          burst=(120, 10), small_burst=(30, 2))
+            redis_phase(monitor, phases, supervisor, activity, burst=(120, 10), before_s=3,
+                        after_s=4)
 
             # -- 4. PostgreSQL restart ---------------------------------------------------------
             phase = monitor.begin("postgres", "PostgreSQL restart")

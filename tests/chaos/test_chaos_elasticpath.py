@@ -60,10 +60,11 @@ from .chaos_services import (  # type: ignore[import-not-found]
     Supervisor,
     redis_cli,
     redis_db_flushed,
-    redis_flushall_and_restart,
+    redis_phase,
     redis_up,
     results_table,
     services_restored,
+    sigkill_phase,
     wait_for,
 )
 
@@ -241,34 +242,11 @@ def test_chaos_elasticpath_every_order_and_event_delivered_exactly_once(
                 monitor.end(phase)
                 supervisor.check(phase.name)
 
-                # -- 2. SIGKILL workers ----------------------------------------------------
-                phase = monitor.begin("sigkill", "SIGKILL a worker, restart it")
-                phases.append(phase)
-                activity.burst(40, 5)
-                for k in range(KILLS):
-                    name = f"worker{k % 2}"
-                    fleet.wait_ready(name, 20)
-                    time.sleep(rng.uniform(0.2, 0.8))
-                    fleet.sigkill(name)
-                    fleet.restart(name)
-                    if k % 4 == 3:
-                        activity.burst(15, 2)
-                for i in (0, 1):
-                    fleet.wait_ready(f"worker{i}", 20)
-                phase.injected = {"SIGKILLs": fleet.kills}
-                monitor.end(phase)
-                supervisor.check(phase.name)
-
-                # -- 3. Redis FLUSHALL + restart -------------------------------------------
-                phase = monitor.begin("redis", "Redis FLUSHALL + restart")
-                phases.append(phase)
-                activity.burst(40, 5)
-                time.sleep(2)
-                down = redis_flushall_and_restart(down_seconds=2.0)
-                time.sleep(3)
-                phase.injected = {"FLUSHALL": 1, "restarts": 1, "down_s": round(down, 1)}
-                monitor.end(phase)
-                supervisor.check(phase.name)
+                # -- 2. SIGKILL workers; 3. Redis FLUSHALL + restart --------------------------
+                sigkill_phase(fleet, monitor, phases, supervisor, activity, rng, kills=KILLS,
+                              burst=(40, 5), small_burst=(15, 2))
+                redis_phase(monitor, phases, supervisor, activity, burst=(40, 5), before_s=2,
+                            after_s=3)
 
                 # -- 4. WiredPlus: 5xx, 429 storms, lost responses --------------------------
                 phase = monitor.begin("wiredplus",
