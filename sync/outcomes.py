@@ -333,23 +333,26 @@ def _classify_success(
 
 
 def _from_exception(api: Api, exc: BaseException) -> Outcome:
-    name = API_NAMES[api]
-    for exc_type, sw, wp in EXCEPTION_RULES:
+    column = 0 if api == "shopwired" else 1
+    return _exception_outcome(exc, column, API_NAMES[api],
+                              f"{BASE_URL_VARS[api]} and {CREDENTIAL_VARS[api]}")
+
+
+def _exception_outcome(exc: BaseException, column: int, name: str, check: str) -> Outcome:
+    """:data:`EXCEPTION_RULES` (``column`` 0 = read, 1 = write) and the reason for a request
+    that got no response; ``check`` names the settings a fatal one points at."""
+    kind: Kind = EXCEPTION_FALLBACK[column]
+    for exc_type, read_kind, write_kind in EXCEPTION_RULES:
         if isinstance(exc, exc_type):
-            kind = sw if api == "shopwired" else wp
+            kind = (read_kind, write_kind)[column]
             break
-    else:
-        kind = _pick(api, EXCEPTION_FALLBACK)
     detail = truncate(f"{type(exc).__name__}: {exc}", 300)
     if isinstance(exc, httpx.TimeoutException):
         reason = f"{name} timed out ({detail})"
     elif kind == "retry":
         reason = f"could not reach {name} ({detail})"
     elif isinstance(exc, httpx.HTTPError | httpx.InvalidURL):
-        reason = (
-            f"cannot send requests to {name}: check {BASE_URL_VARS[api]} and "
-            f"{CREDENTIAL_VARS[api]} ({detail})"
-        )
+        reason = f"cannot send requests to {name}: check {check} ({detail})"
     else:
         reason = f"unexpected error talking to {name} ({detail})"
     return Outcome(kind, None, reason, None)
@@ -461,19 +464,7 @@ def classify_elasticpath(
     where 400/401/403/422 mean the credentials are wrong (``fatal``).
     """
     if exc is not None:
-        kind: Kind = EXCEPTION_FALLBACK[0]
-        for exc_type, sw_kind, _ in EXCEPTION_RULES:
-            if isinstance(exc, exc_type):
-                kind = sw_kind
-                break
-        detail = truncate(f"{type(exc).__name__}: {exc}", 300)
-        if isinstance(exc, httpx.TimeoutException):
-            reason = f"{EP_NAME} timed out ({detail})"
-        elif kind == "retry":
-            reason = f"could not reach {EP_NAME} ({detail})"
-        else:
-            reason = f"cannot send requests to {EP_NAME}: check {EP_BASE_URL_VAR} ({detail})"
-        return Outcome(kind, None, reason, None)
+        return _exception_outcome(exc, 1 if write else 0, EP_NAME, EP_BASE_URL_VAR)
     if status is None:
         raise ValueError("classify_elasticpath needs a status or an exception")
     if 200 <= status < 300:

@@ -139,15 +139,11 @@ class SharedLimiter:
 
     # -- Limiter protocol ------------------------------------------------------------------
     def try_acquire(self) -> float:
-        """0 and one call counted when every window has room, else seconds to wait."""
-        return self.try_acquire_many(1)
-
-    def try_acquire_many(self, cost: int) -> float:
-        """0 and ``cost`` calls counted when every window has room for all of them, else the
-        seconds to wait (nothing taken). One Redis command."""
+        """0 and one call counted when every window has room, else seconds to wait (nothing
+        taken). One Redis command."""
         try:
             with self._lock:
-                wait_ms = _int(self._script(keys=self._keys, args=[cost, *self._args]))
+                wait_ms = _int(self._script(keys=self._keys, args=[1, *self._args]))
         except redis.RedisError as exc:
             raise RetryableError(f"rate-limit store unreachable: {type(exc).__name__}") from exc
         return wait_ms / 1000.0
@@ -187,7 +183,6 @@ class SharedLimiter:
             keys.append(f"{self.key}:w:{item.amount}/{seconds}")
             args += [int(item.amount), seconds]
         with self._lock:
-            self._items = list(items)
             self._keys, self._args = keys, args
 
 

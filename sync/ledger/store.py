@@ -2,13 +2,12 @@
 
 Contracts:
 
-* ``claim`` is the only way to start pushing an order: an atomic compare-and-set on a lease, so
-  two workers never push the same order at once (works identically on SQLite and PostgreSQL).
-* ``claim_many`` is the same compare-and-set for a batch of orders in one statement (``UPDATE …
-  RETURNING``; on PostgreSQL rows locked by another transaction are skipped, never waited for,
-  so a batch claim cannot deadlock with an ingest transaction).
-* the pusher marks an order synced only if nobody changed it since the claim (``version``),
-  so an order updated mid-push stays pending and is pushed again.
+* ``claim_many`` (``claim`` for one) is the only way to start pushing an order: an atomic
+  compare-and-set on a lease in one ``UPDATE … RETURNING``, so two workers never push the same
+  order at once (identical on SQLite and PostgreSQL; on PostgreSQL rows locked by another
+  transaction are skipped, never waited for, so a batch claim cannot deadlock with ingest).
+* ``finish_batch`` marks an order synced only if nobody changed it since the claim
+  (``version``), so an order updated mid-push stays pending and is pushed again.
 """
 
 from __future__ import annotations
@@ -25,10 +24,13 @@ from sqlalchemy import (
     Engine,
     Table,
     and_,
+    bindparam,
     case,
     create_engine,
     event,
+    exists,
     func,
+    insert,
     or_,
     select,
     update,
@@ -104,8 +106,51 @@ class ClaimedOrder:
     attempts: int
 
 
-_O = OrderRow.__table__.c
-_E = EventRow.__table__.c
+@dataclass(frozen=True, slots=True)
+class PushDone:
+    """A delivered order for :meth:`Ledger.finish_batch`: its claimed ``version`` and, when its
+    UpdateOrder was not recorded yet, what WiredPlus answered (else ``wiredplus_id`` None)."""
+
+    ref: str
+    version: int
+    wiredplus_id: str | None = None
+    pushed_hash: str | None = None
+
+
+_ORDERS = cast(Table, OrderRow.__table__)
+_O = _ORDERS.c
+_E = cast(Table, EventRow.__table__).c
+_LOG = cast(Table, LogRow.__table__)
+# The hot push path's statements, built once (Core, bound per order).
+_HELD = (
+    (_O.store == bindparam("b_store"))
+    & (_O.ref == bindparam("b_ref"))
+    & (_O.lease_owner == bindparam("b_owner"))
+)
+_NO_PENDING_EVENT = ~exists(
+    select(_E.id).where(
+        _E.store == bindparam("b_store"),
+        _E.order_ref == bindparam("b_ref"),
+        _E.state == EventState.PENDING,
+    )
+)
+_SYNCED_VALUES: dict[str, Any] = dict(
+    state=OrderState.SYNCED, attempts=0, last_error=None, next_attempt_at=None,
+    synced_at=bindparam("b_now"), lease_owner=None, lease_until=None,
+)
+_REQUEUE_VALUES: dict[str, Any] = dict(
+    lease_owner=None, lease_until=None, next_attempt_at=bindparam("b_now"),
+)
+_PUSHED_VALUES: dict[str, Any] = dict(
+    wiredplus_id=bindparam("b_wiredplus_id"), pushed_hash=bindparam("b_pushed_hash"),
+)
+_SYNCED_WHERE = (_HELD, _O.version == bindparam("b_version"), _NO_PENDING_EVENT)
+_SYNCED = update(_ORDERS).where(*_SYNCED_WHERE).values(**_SYNCED_VALUES)
+_SYNCED_PUSHED = update(_ORDERS).where(*_SYNCED_WHERE).values(**_SYNCED_VALUES,
+                                                              **_PUSHED_VALUES)
+_REQUEUE = update(_ORDERS).where(_HELD).values(**_REQUEUE_VALUES)
+_REQUEUE_PUSHED = update(_ORDERS).where(_HELD).values(**_REQUEUE_VALUES, **_PUSHED_VALUES)
+_RELEASE = update(_ORDERS).where(_HELD).values(lease_owner=None, lease_until=None)
 _CLAIM_COLUMNS = (_O.id, _O.ref, _O.source_order_id, _O.order_reference, _O.payload,
                   _O.content_hash, _O.pushed_hash, _O.wiredplus_id, _O.version, _O.attempts)
 
@@ -477,58 +522,30 @@ class Ledger:
     # -- push protocol ------------------------------------------------------------------
     def claim(
         self, store: str, ref: str, owner: str, now: datetime, lease: timedelta
-    ) -> OrderRow | None:
-        """Take the push lease on a due, pending order; None if not due or someone has it.
+    ) -> ClaimedOrder | None:
+        """Take the push lease on a due, pending order; None if not due or someone has it
+        (:meth:`claim_many` for one order)."""
+        claimed, _ = self.claim_many(store, [ref], owner, now, lease)
+        return claimed[0] if claimed else None
 
-        Taking the lease also marks the order's pushed payload *in doubt* when a push is about
+    def claim_many(
+        self, store: str, refs: Sequence[str], owner: str, now: datetime, lease: timedelta
+    ) -> tuple[list[ClaimedOrder], set[str]]:
+        """Take the push lease on several due, pending orders in one statement (``UPDATE …
+        RETURNING``): the orders whose lease was taken (ascending id) and, of those, the refs
+        with pending events. Orders not due, leased by someone else or — on PostgreSQL —
+        locked by a concurrent transaction are left out (the caller reports them busy;
+        whatever is still due is dispatched again by the next pass).
+
+        Taking the lease also marks an order's pushed payload *in doubt* when a push is about
         to happen (``pushed_hash`` differs from ``content_hash``): from this moment until the
         holder records success, WiredPlus may hold the new payload or the old one (a lost
         response, a killed worker). Keeping the old hash would let a later change *back* to the
         old payload look already delivered. In the same statement, so a crash needs no cleanup.
         """
-        with self.session() as s:
-            res = s.execute(
-                update(OrderRow)
-                .where(
-                    OrderRow.store == store,
-                    OrderRow.ref == ref,
-                    OrderRow.state == OrderState.PENDING,
-                    or_(OrderRow.next_attempt_at.is_(None), OrderRow.next_attempt_at <= now),
-                    or_(OrderRow.lease_until.is_(None), OrderRow.lease_until < now),
-                )
-                .values(
-                    lease_owner=owner,
-                    lease_until=now + lease,
-                    pushed_hash=case(
-                        (OrderRow.pushed_hash == OrderRow.content_hash, OrderRow.pushed_hash),
-                        else_=None,
-                    ),
-                )
-                .execution_options(synchronize_session=False)
-            )
-            if res.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            return s.scalar(select(OrderRow).where(OrderRow.store == store, OrderRow.ref == ref))
-
-    def claim_many(
-        self, store: str, refs: Sequence[str], owner: str, now: datetime, lease: timedelta
-    ) -> tuple[list[ClaimedOrder], set[str]]:
-        """:meth:`claim` for several orders in one transaction: the orders whose lease was
-        taken (ascending id; the in-doubt marking is the same as ``claim``'s) and, of those,
-        the refs with pending events. Orders not due, leased by someone else or — on
-        PostgreSQL — locked by a concurrent transaction are left out (the caller reports them
-        busy; whatever is still due is dispatched again by the next pass)."""
         unique = list(dict.fromkeys(refs))
         if not unique:
             return [], set()
-        if not self.engine.dialect.update_returning:  # pragma: no cover - old SQLite
-            claimed: list[ClaimedOrder] = []
-            for ref in unique:
-                row = self.claim(store, ref, owner, now, lease)
-                if row is not None:
-                    claimed.append(ClaimedOrder(*(getattr(row, c.key) for c in _CLAIM_COLUMNS)))
-            with self.connection() as conn:
-                return claimed, self._refs_with_events(conn, store, [c.ref for c in claimed])
         due = and_(
             _O.store == store,
             _O.ref.in_(unique),
@@ -536,7 +553,7 @@ class Ledger:
             or_(_O.next_attempt_at.is_(None), _O.next_attempt_at <= now),
             or_(_O.lease_until.is_(None), _O.lease_until < now),
         )
-        stmt = update(cast(Table, OrderRow.__table__))
+        stmt = update(_ORDERS)
         if self.engine.dialect.name == "postgresql":
             ids = select(_O.id).where(due).order_by(_O.id).with_for_update(skip_locked=True)
             stmt = stmt.where(_O.id.in_(ids.scalar_subquery()), due)
@@ -575,14 +592,39 @@ class Ledger:
             )
         )
 
-    def release(self, store: str, ref: str, owner: str) -> None:
-        with self.session() as s:
-            s.execute(
-                update(OrderRow)
-                .where(OrderRow.store == store, OrderRow.ref == ref, OrderRow.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
-                .execution_options(synchronize_session=False)
-            )
+    def release(self, store: str, owner: str, refs: Sequence[str]) -> None:
+        """Give back ``owner``'s leases on ``refs`` untouched: still due, pushed later."""
+        if refs:
+            with self.connection() as conn:
+                conn.execute(_RELEASE, [{"b_store": store, "b_ref": r, "b_owner": owner}
+                                        for r in refs])
+
+    def finish_batch(
+        self, store: str, owner: str, now: datetime, done: Sequence[PushDone]
+    ) -> set[str]:
+        """One transaction for a batch's delivered orders, in the given (ascending id) order:
+        record each UpdateOrder still unrecorded (``wiredplus_id``/``pushed_hash`` and a
+        ``pushed`` history row) and mark the order synced — only if ``owner`` still holds it,
+        its ``version`` is the claimed one and no event is pending. Otherwise the lease is
+        released and the order left due now. Returns the refs left due (``requeued``)."""
+        requeued: set[str] = set()
+        history: list[dict[str, Any]] = []
+        with self.connection() as conn:
+            for d in done:
+                params: dict[str, Any] = {"b_store": store, "b_ref": d.ref, "b_owner": owner,
+                                          "b_version": d.version, "b_now": now}
+                synced, requeue = _SYNCED, _REQUEUE
+                if d.wiredplus_id is not None:
+                    params.update(b_wiredplus_id=d.wiredplus_id, b_pushed_hash=d.pushed_hash)
+                    synced, requeue = _SYNCED_PUSHED, _REQUEUE_PUSHED
+                    history.append({"store": store, "ref": d.ref, "at": now, "action": "pushed",
+                                    "detail": json.dumps({"wiredplus_id": d.wiredplus_id})})
+                if conn.execute(synced, params).rowcount != 1:
+                    conn.execute(requeue, params)
+                    requeued.add(d.ref)
+            if history:
+                conn.execute(insert(_LOG), history)
+        return requeued
 
     @staticmethod
     def log(

@@ -36,10 +36,11 @@ class InlineDispatcher:
         """Push each order now, ``batch`` at a time. When ``should_stop`` turns true the rest
         stay pending in the ledger, where the next pass (or run) finds them."""
         unique = list(dict.fromkeys(refs))
-        for i in range(0, len(unique), max(self.batch, 1)):
+        size = max(self.batch, 1)
+        for i in range(0, len(unique), size):
             if self.should_stop():
                 return
-            for result in self.pusher.push_many(store, unique[i : i + max(self.batch, 1)]):
+            for result in self.pusher.push_many(store, unique[i : i + size]):
                 self.outcomes[result.outcome] += 1
                 self.events_sent += result.events_sent
                 self.order_calls += 1 if result.order_call else 0

@@ -355,10 +355,11 @@ class Poller:
         if window is None:
             report.watermark_after = watermark
             return
+        scope = self.scope_start(now)
         for page in self.source.new_order_pages(window):
             report.new_pages += 1
             result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True,
-                                           not_before=self.scope_start(now))
+                                           not_before=scope)
             report.new.add(result)
             self._note_growth(result.new)
             self.dispatcher.dispatch(self.store, result.to_push)
@@ -381,6 +382,7 @@ class Poller:
         report.webhooks_healthy = stats.last_received_at is not None and (
             now - stats.last_received_at <= self.policy.webhooks_healthy_within
         )
+        scope = self.scope_start(now)
         for _ in range(max(self.policy.webhook_calls_per_pass, 0)):
             if self.stop_requested():
                 return
@@ -392,7 +394,7 @@ class Poller:
             raws = self.source.fetch_by_ids(ids)
             report.webhook_calls += 1
             result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True,
-                                           not_before=self.scope_start(now))
+                                           not_before=scope)
             report.webhook.add(result)
             missing = [oid for oid in ids if oid not in result.seen_ids]
             if missing:
@@ -450,8 +452,8 @@ class Poller:
             chunk = candidates[i : i + IDS_PER_CALL]
             raws = self.source.fetch_by_ids([oid for _, oid in chunk])
             report.refresh_calls += 1
-            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True,
-                                           not_before=self.scope_start(now))
+            # Ledger orders only (known ones are always followed): no scope to apply.
+            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
             report.refresh.add(result)
             missing = [oid for _, oid in chunk if oid not in result.seen_ids]
             if missing:

@@ -32,16 +32,16 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-from sqlalchemy import Table, bindparam, exists, insert, select, update
+from sqlalchemy import update
 
 from sync import metrics
 from sync.clock import Clock
 from sync.domain.retry import is_exhausted, retry_delay
 from sync.errors import FatalError, RetryableError, SkippableError
-from sync.ledger.models import EventRow, EventState, LogRow, OrderRow, OrderState
-from sync.ledger.store import ClaimedOrder, Ledger
+from sync.ledger.models import EventRow, EventState, OrderRow, OrderState
+from sync.ledger.store import ClaimedOrder, Ledger, PushDone
 
 
 class Sink(Protocol):
@@ -81,47 +81,6 @@ class _Unrecorded:
     pushed: dict[str, Any]  # {"wiredplus_id", "pushed_hash"} or {} (already recorded / none)
     attempt: int
     elapsed: float  # seconds spent on this order's calls
-
-
-_ORDERS = cast(Table, OrderRow.__table__)
-_LOG = cast(Table, LogRow.__table__)
-_O = _ORDERS.c
-_E = cast(Table, EventRow.__table__).c
-_HELD = (
-    (_O.store == bindparam("b_store"))
-    & (_O.ref == bindparam("b_ref"))
-    & (_O.lease_owner == bindparam("b_owner"))
-)
-_NO_PENDING_EVENT = ~exists(
-    select(_E.id).where(
-        _E.store == bindparam("b_store"),
-        _E.order_ref == bindparam("b_ref"),
-        _E.state == EventState.PENDING,
-    )
-)
-_SYNCED_VALUES: dict[str, Any] = dict(
-    state=OrderState.SYNCED, attempts=0, last_error=None, next_attempt_at=None,
-    synced_at=bindparam("b_now"), lease_owner=None, lease_until=None,
-)
-_REQUEUE_VALUES: dict[str, Any] = dict(
-    lease_owner=None, lease_until=None, next_attempt_at=bindparam("b_now"),
-)
-_PUSHED_VALUES: dict[str, Any] = dict(
-    wiredplus_id=bindparam("b_wiredplus_id"), pushed_hash=bindparam("b_pushed_hash"),
-)
-# Synced only if nothing changed since the claim and no event is waiting; built once (Core).
-_SYNCED = (update(_ORDERS)
-           .where(_HELD, _O.version == bindparam("b_version"), _NO_PENDING_EVENT)
-           .values(**_SYNCED_VALUES))
-_SYNCED_PUSHED = (update(_ORDERS)
-                  .where(_HELD, _O.version == bindparam("b_version"), _NO_PENDING_EVENT)
-                  .values(**_SYNCED_VALUES, **_PUSHED_VALUES))
-# Changed under us: leave it pending and due now; release the lease.
-_REQUEUE = update(_ORDERS).where(_HELD).values(**_REQUEUE_VALUES)
-_REQUEUE_PUSHED = (update(_ORDERS).where(_HELD)
-                   .values(**_REQUEUE_VALUES, **_PUSHED_VALUES))
-_RELEASE = (update(_ORDERS).where(_HELD)
-            .values(lease_owner=None, lease_until=None))
 
 
 class Pusher:
@@ -176,7 +135,7 @@ class Pusher:
             except FatalError as exc:
                 fatal = exc
         if rest:
-            self._release(store, owner, rest)
+            self.ledger.release(store, owner, rest)
         self._record(store, owner, unrecorded)
         if fatal is not None:
             raise fatal
@@ -197,7 +156,7 @@ class Pusher:
         except SkippableError as exc:
             self._dead_letter(store, row, owner, f"WiredPlus rejected the order: {exc}", result)
         except FatalError as exc:
-            self.ledger.release(store, row.ref, owner)
+            self.ledger.release(store, owner, [row.ref])
             result.outcome, result.error = "fatal", str(exc)
             self._log(store, row, result, attempt, self.clock.monotonic() - start)
             raise
@@ -254,27 +213,14 @@ class Pusher:
         started = self.clock.monotonic()
         now = self.clock.now()
         try:
-            with self.ledger.connection() as conn:
-                history: list[dict[str, Any]] = []
-                for u in unrecorded:
-                    params: dict[str, Any] = {"b_store": store, "b_ref": u.row.ref,
-                                              "b_owner": owner, "b_version": u.row.version,
-                                              "b_now": now}
-                    if u.pushed:
-                        params["b_wiredplus_id"] = u.pushed["wiredplus_id"]
-                        params["b_pushed_hash"] = u.pushed["pushed_hash"]
-                        synced, requeue = _SYNCED_PUSHED, _REQUEUE_PUSHED
-                        history.append({
-                            "store": store, "ref": u.row.ref, "at": now, "action": "pushed",
-                            "detail": json.dumps({"wiredplus_id": u.pushed["wiredplus_id"]}),
-                        })
-                    else:
-                        synced, requeue = _SYNCED, _REQUEUE
-                    if conn.execute(synced, params).rowcount != 1:
-                        conn.execute(requeue, params)
-                        u.result.outcome = "requeued"
-                if history:
-                    conn.execute(insert(_LOG), history)
+            requeued = self.ledger.finish_batch(store, owner, now, [
+                PushDone(u.row.ref, u.row.version, u.pushed.get("wiredplus_id"),
+                         u.pushed.get("pushed_hash"))
+                for u in unrecorded
+            ])
+            for u in unrecorded:
+                if u.row.ref in requeued:
+                    u.result.outcome = "requeued"
         except Exception as exc:
             # Nothing recorded: the orders stay leased and in doubt, and are pushed again
             # (idempotently) once the lease has passed.
@@ -286,12 +232,6 @@ class Pusher:
         spent = self.clock.monotonic() - started
         for u in unrecorded:
             self._log(store, u.row, u.result, u.attempt, u.elapsed + spent)
-
-    def _release(self, store: str, owner: str, refs: list[str]) -> None:
-        """Give back leases not used (the batch ran out of time): still due, pushed later."""
-        with self.ledger.connection() as conn:
-            conn.execute(_RELEASE, [{"b_store": store, "b_ref": r, "b_owner": owner}
-                                    for r in refs])
 
     def _record_pushed(
         self, s: Any, store: str, ref: str, owner: str, pushed: dict[str, Any]
