@@ -78,21 +78,61 @@ class Change:
     kind: str  # status:<Name> | refund:partial | refund:full | archived | new
 
 
-class ActivityRecorder:
-    """The shop's own life while faults run: ``changes`` status changes/refunds/archives and
-    ``new`` orders every ``interval`` seconds, plus :meth:`burst` on demand."""
+class ActivityLoop:
+    """The shop's own life on a thread: :meth:`step` (``n_changes`` changes and ``n_new`` new
+    orders) every ``interval`` seconds, plus :meth:`burst` on demand; every change stamped
+    with the wall-clock interval it happened in. Subclasses implement :meth:`step`."""
 
-    def __init__(self, sb: Sandbox, interval: float = 1.0, changes: int = 5, new: int = 1):
-        self.sb = sb
+    thread_name = "chaos-activity"
+
+    def __init__(self, interval: float, changes: int, new: int) -> None:
         self.interval = interval
         self.n_changes = changes
         self.n_new = new
-        self.changes: list[Change] = []
+        self.changes: list[Any] = []
         self.errors: list[str] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.stopped_at: float | None = None
+
+    def step(self, changes: int, new: int) -> int:
+        raise NotImplementedError
+
+    def burst(self, changes: int, new: int) -> int:
+        return self.step(changes, new)
+
+    def start(self) -> None:
+        def run() -> None:
+            while not self._stop.wait(self.interval):
+                self.step(self.n_changes, self.n_new)
+
+        self._thread = threading.Thread(target=run, name=self.thread_name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self.stopped_at is None:
+            self.stopped_at = time.time()
+
+    def by_order(self) -> dict[Any, list[Any]]:
+        out: dict[Any, list[Any]] = defaultdict(list)
+        with self._lock:
+            for ch in self.changes:
+                out[ch.oid].append(ch)
+        return out
+
+
+class ActivityRecorder(ActivityLoop):
+    """ShopWired's life while faults run: ``changes`` status changes/refunds/archives and
+    ``new`` orders every ``interval`` seconds (the sandbox's ``activity``)."""
+
+    def __init__(self, sb: Sandbox, interval: float = 1.0, changes: int = 5, new: int = 1):
+        super().__init__(interval, changes, new)
+        self.sb = sb
 
     def step(self, changes: int, new: int) -> int:
         t0 = time.time()
@@ -105,31 +145,6 @@ class ActivityRecorder:
         with self._lock:
             self.changes.extend(Change(t0, t1, oid, kind) for oid, kind in done)
         return len(done)
-
-    burst = step
-
-    def start(self) -> None:
-        def run() -> None:
-            while not self._stop.wait(self.interval):
-                self.step(self.n_changes, self.n_new)
-
-        self._thread = threading.Thread(target=run, name="chaos-activity", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        if self.stopped_at is None:
-            self.stopped_at = time.time()
-
-    def by_order(self) -> dict[int, list[Change]]:
-        out: dict[int, list[Change]] = defaultdict(list)
-        with self._lock:
-            for ch in self.changes:
-                out[ch.oid].append(ch)
-        return out
 
 
 class AppearanceLog:

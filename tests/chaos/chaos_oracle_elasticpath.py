@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import traceback
 from collections import Counter, defaultdict
@@ -58,6 +57,7 @@ from sync.sandbox.elasticpath import ElasticPathSimulator, parse_ep_timestamp
 from .chaos_oracle import (  # type: ignore[import-not-found]
     NOT_COMPARED,
     WP_SYSTEM_KEYS,
+    ActivityLoop,
     Phase,
     Verdict,
     check_outbox,
@@ -91,25 +91,19 @@ class EPChange:
     event: str | None
 
 
-class EPActivity:
+class EPActivity(ActivityLoop):
     """``changes`` status/payment/shipping changes and ``new`` orders every ``interval`` s on a
     thread (plus :meth:`burst`), only on the orders of ``pool`` (in scope) and new ones."""
 
+    thread_name = "ep-chaos-activity"
+
     def __init__(self, ep: ElasticPathSimulator, pool: Iterable[str], *, seed: int,
                  interval: float = 1.0, changes: int = 3, new: int = 1) -> None:
+        super().__init__(interval, changes, new)
         self.ep = ep
         self.pool = list(pool)
         self.rng = random.Random(f"ep-activity-{seed}")
-        self.interval = interval
-        self.n_changes = changes
-        self.n_new = new
-        self.changes: list[EPChange] = []
         self.appeared: dict[str, float] = {}
-        self.errors: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.stopped_at: float | None = None
 
     def _act(self, oid: str) -> str | None:
         """Apply one action that fits the order's state; its name, or None if none fits."""
@@ -172,30 +166,6 @@ class EPActivity:
                     self.appeared[oid] = t1
         return len(done)
 
-    burst = step
-
-    def start(self) -> None:
-        def run() -> None:
-            while not self._stop.wait(self.interval):
-                self.step(self.n_changes, self.n_new)
-
-        self._thread = threading.Thread(target=run, name="ep-chaos-activity", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-        if self.stopped_at is None:
-            self.stopped_at = time.time()
-
-    def by_order(self) -> dict[str, list[EPChange]]:
-        out: dict[str, list[EPChange]] = defaultdict(list)
-        with self._lock:
-            for ch in self.changes:
-                out[ch.oid].append(ch)
-        return out
 
 
 def invalid_copy(ep: ElasticPathSimulator, template_id: str, *, created: datetime,
