@@ -26,7 +26,15 @@ from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from sync.domain.models import Address, OrderLine, Refund, SourceOrder, SourceStatus, Totals
+from sync.domain.models import (
+    Address,
+    Fee,
+    OrderLine,
+    Refund,
+    SourceOrder,
+    SourceStatus,
+    Totals,
+)
 from sync.errors import SkippableError
 
 SOURCE = "shopwired"
@@ -102,14 +110,35 @@ def parse_created(value: Any) -> datetime:
     return dt.astimezone(UTC)
 
 
-def split_name(name: str | None) -> tuple[str | None, str | None]:
-    """``"Mary Ann O'Neil"`` → (``"Mary"``, ``"Ann O'Neil"``).
+#: Honorifics dropped from the front of a name ("Mr John Smith" → John / Smith).
+TITLES = frozenset(
+    {
+        "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "lady", "lord", "rev",
+        "revd", "fr", "capt", "master",
+    }
+)
 
-    First word is the first name, the rest the last name; a single word is a first name.
+
+def split_name(name: str | None) -> tuple[str | None, str | None]:
+    """One name field → (first, last), the pair a "Dear …" greeting needs.
+
+    * ``"Mary Ann O'Neil"`` → (``"Mary"``, ``"Ann O'Neil"``): first word, then the rest;
+    * ``"Mr John Smith"`` → (``"John"``, ``"Smith"``): a leading title (:data:`TITLES`, with
+      or without a full stop) is dropped unless it is the only word;
+    * ``"SMITH, John"`` → (``"John"``, ``"SMITH"``): one comma means "Last, First";
+    * a single word is a first name (``"Cher"`` → (``"Cher"``, None)).
     """
     if not name:
         return None, None
+    if name.count(",") == 1:
+        last_part, first_part = (p.strip() for p in name.split(","))
+        if last_part and first_part:
+            first, rest = split_name(first_part)
+            first_words = " ".join(w for w in (first, rest) if w)
+            return first_words or None, last_part
     parts = name.split()
+    while len(parts) > 1 and parts[0].rstrip(".").lower() in TITLES:
+        parts = parts[1:]
     if not parts:
         return None, None
     return parts[0], (" ".join(parts[1:]) or None)
@@ -205,15 +234,21 @@ def _lines(raw: Mapping[str, Any], order_id: str) -> tuple[OrderLine, ...]:
                 unit_tax=unit_tax,
                 row_total=row_total,
                 row_tax=row_tax,
-                description=_text(p.get("comments"), 500),
                 variations=variations,
+                comment=_text(p.get("comments"), 500),
             )
         )
     return tuple(lines)
 
 
+def refund_digest(name: Any, amount: Decimal) -> str:
+    """8 hex digits naming an id-less refund's content (also inside pre-1.x ``n<i>-`` keys)."""
+    return hashlib.sha256(f"{name}|{amount}".encode()).hexdigest()[:8]
+
+
 def _refunds(raw: Mapping[str, Any]) -> tuple[Refund, ...]:
     out: list[Refund] = []
+    seen: dict[str, int] = {}
     for i, r in enumerate(_list(raw, "refunds")):
         where = f"refunds[{i}]"
         if not isinstance(r, Mapping):
@@ -225,9 +260,11 @@ def _refunds(raw: Mapping[str, Any]) -> tuple[Refund, ...]:
         if rid:
             key = f"id-{rid}"
         else:
-            # Refunds are only ever appended; position plus content is stable across fetches.
-            digest = hashlib.sha256(f"{r.get('name')}|{amount}".encode()).hexdigest()[:8]
-            key = f"n{i + 1}-{digest}"
+            # No id: the key is the refund's content plus how many identical refunds came
+            # before it, so it does not depend on where the refund sits in the list.
+            digest = refund_digest(r.get("name"), amount)
+            seen[digest] = seen.get(digest, 0) + 1
+            key = f"c{digest}-{seen[digest]}"
         created = None
         if r.get("createdAt"):
             try:
@@ -236,6 +273,25 @@ def _refunds(raw: Mapping[str, Any]) -> tuple[Refund, ...]:
                 created = None
         reason = _text(r.get("name"), 300) or _text(r.get("description"), 300)
         out.append(Refund(key=key, amount=amount, reason=reason, created_at=created))
+    return tuple(out)
+
+
+def _fees(raw: Mapping[str, Any]) -> tuple[Fee, ...]:
+    out: list[Fee] = []
+    for i, f in enumerate(_list(raw, "fees")):
+        where = f"fees[{i}]"
+        if not isinstance(f, Mapping):
+            raise SkippableError(f"{where}: expected an object")
+        amount = money(f.get("value"), f"{where}.value")
+        if amount == ZERO:
+            continue
+        out.append(
+            Fee(
+                name=_text(f.get("name"), 200) or "Fee",
+                amount=amount,
+                kind=_text(f.get("type"), 64),
+            )
+        )
     return tuple(out)
 
 
@@ -332,6 +388,7 @@ def parse_shopwired_order(raw: Any) -> SourceOrder:
             totals=totals,
             lines=lines,
             refunds=_refunds(raw),
+            fees=_fees(raw),
             archived=bool(archived) if isinstance(archived, bool) else False,
             payment_method=_text(raw.get("paymentMethod"), 100),
             tracking_url=_text(raw.get("trackingUrl"), 1000),
