@@ -170,6 +170,44 @@ class MappingContext:
     custom_fields: Mapping[str, str] = field(default_factory=dict)
 
 
+def _name_pairs(text: str, what: str) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for entry in text.split(","):
+        if not entry.strip():
+            continue
+        key, sep, value = entry.partition("=")
+        key, value = key.strip(), value.strip()
+        if not key or (sep and not value):
+            raise ValueError(f"{what}: {entry.strip()!r} is not 'name' or 'name=value'")
+        pairs.append((key, value if sep else key))
+    return pairs
+
+
+def parse_custom_fields(text: str) -> dict[str, str]:
+    """``"tracking_url=Tracking URL, refund_reason"`` → ``{"tracking_url": "Tracking URL",
+    "refund_reason": "refund_reason"}``; ValueError for a name not in
+    :data:`CUSTOM_FIELD_SOURCES`."""
+    out: dict[str, str] = {}
+    for key, value in _name_pairs(text, "custom fields"):
+        if key not in CUSTOM_FIELD_SOURCES:
+            raise ValueError(
+                f"custom fields: unknown field {key!r} (choose from "
+                f"{', '.join(CUSTOM_FIELD_SOURCES)})"
+            )
+        out[key] = value
+    return out
+
+
+def parse_payment_types(text: str) -> dict[str, str]:
+    """:data:`DEFAULT_PAYMENT_TYPES` overridden by ``"Klarna=finance, Cash=cash"``."""
+    out = dict(DEFAULT_PAYMENT_TYPES)
+    for key, value in _name_pairs(text, "payment types"):
+        if key == value:
+            raise ValueError(f"payment types: {key!r} needs '=<payment_type>'")
+        out[" ".join(key.split()).lower()] = value
+    return out
+
+
 def to_money(value: Decimal, exponent: int = 2) -> int | float:
     """Round half-up to the currency's places at the boundary; emitted as a JSON number."""
     return to_json_number(value, exponent)
@@ -486,6 +524,24 @@ def custom_fields(order: SourceOrder, ctx: MappingContext | None = None) -> dict
     return select_custom_fields(
         order_custom_values(order), (ctx or MappingContext()).custom_fields
     )
+
+
+def without_custom_fields(body: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``body`` without its ``custom_fields``; None when it has none (nothing to retry)."""
+    if not body.get("custom_fields"):
+        return None
+    return {k: v for k, v in body.items() if k != "custom_fields"}
+
+
+def is_custom_field_rejection(error: str) -> bool:
+    """Whether a WiredPlus rejection (its ``error`` text) is about custom fields.
+
+    WiredPlus's wording is not documented (docs/assumptions.md): any rejection naming
+    ``custom_fields`` / "custom field" counts, so a body rejected for them is sent again
+    without them rather than dead-lettered with its email.
+    """
+    text = error.lower()
+    return "custom_field" in text or "custom field" in text
 
 
 def content_hash(body: dict[str, Any]) -> str:
