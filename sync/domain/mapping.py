@@ -15,7 +15,7 @@ Order amounts (``E`` = exponent, ``r(x)`` = x rounded to E places)
                            tax − Σ item tax; 0 when the source shows none)
 ``shipping_total_inc_tax`` S + ST
 ``shipping_discount_total````r(original shipping − shipping charged)``, never negative
-``invoice_tax_total``      PT = r(order tax − shipping tax): the products' tax
+``invoice_tax_total``      PT = r(order tax) − ST: the products' tax
 fee lines                  one order line per source fee (ShopWired ``fees[]``): F = Σ r(fee)
 products net               PN = G − PT − S − ST − F. Equal to r(products − discounts) when the
                            source's totals add up; any difference (an order-level discount or
@@ -321,9 +321,9 @@ def _allocate_lines(order: SourceOrder, exponent: int) -> tuple[list[_Row], dict
 
     grand = r(t.grand_total_inc_tax)
     ship, ship_tax = r(t.shipping), r(t.shipping_tax)
-    products_tax = r(t.products_tax)
+    products_tax = r(t.tax) - ship_tax  # rounded parts of the rounded whole
     fees = [r(f.amount) for f in order.fees]
-    if products_tax + ship_tax > grand:
+    if products_tax < 0 or products_tax + ship_tax > grand:
         raise SkippableError("order totals are inconsistent (tax larger than the total)")
     products_net = grand - products_tax - ship - ship_tax - sum(fees, ZERO)
     if products_net < 0:

@@ -10,8 +10,11 @@ before; ``tax.value`` is product tax plus shipping tax; ``total`` is what the cu
 Derived here:
 
 * product tax per unit  = ``priceVat`` if given, else ``price × vatRate / 100``
-* shipping tax          = ``tax.value − Σ product tax`` clamped to ``[0, tax.value]`` when the
-  products carry VAT rates, else ``shippingTotal × shipping[0].vatRate / 100``
+* shipping tax          = 0 when no shipping is charged; else ``tax.value − Σ product tax``
+  clamped to ``[0, tax.value]`` when the products carry VAT rates, else ``shippingTotal ×
+  shipping[0].vatRate / 100``
+* fees                  = ``fees[]`` (name, value, type), each a surcharge inside ``total``
+* line ``comments``     = the customer's note on the line (never the product description)
 * product discount      = Σ ``discounts[].value``
 * shipping discount     = ``max(0, originalShippingTotal − shippingTotal)``
 """
@@ -344,7 +347,9 @@ def parse_shopwired_order(raw: Any) -> SourceOrder:
             discount += money(d.get("value"), f"discounts[{i}].value")
         ship_rates = [s for s in _list(raw, "shipping") if isinstance(s, Mapping)]
         products_tax_lines = sum((ln.row_tax for ln in lines), ZERO)
-        if lines and any(ln.tax_percent for ln in lines):
+        if shipping_total == ZERO:
+            shipping_tax = ZERO  # nothing charged, nothing taxed
+        elif lines and any(ln.tax_percent for ln in lines):
             shipping_tax = min(max(tax - products_tax_lines, ZERO), tax)
         elif ship_rates:
             rate = money(ship_rates[0].get("vatRate"), "shipping[0].vatRate")
