@@ -113,7 +113,7 @@ def decide_events(
             "event_reference": event_reference(order_ref, "status", resolution.event),
             "event_type": resolution.event,
             "event_date": event_date(now),
-            "message": f"Order {order.reference} is now {order.status.name or resolution.event}",
+            "message": f"Order {order.reference} is now {status_words(order, resolution)}",
         }
         if custom:
             payload["custom_fields"] = custom
@@ -135,6 +135,16 @@ def decide_events(
             payload["custom_fields"] = custom
         out.append(EventDecision(ref, "refunded", payload))
     return out
+
+
+def status_words(order: SourceOrder, resolution: Resolution) -> str:
+    """The status as a customer-facing message names it: the shop's own status name
+    ("Shipped"), or, for Elastic Path's synthetic "complete / paid / fulfilled", the
+    WiredPlus status it maps to ("shipped")."""
+    name = order.status.name
+    if not name or " / " in name:
+        return resolution.order_status.replace("-", " ")
+    return name
 
 
 def refund_is_known(refund: Refund, known: frozenset[str]) -> bool:

@@ -47,9 +47,9 @@ Per line
                            within quantity × ½ minor unit (9.995 × 3 → 10.00, row 29.99)
 ``product_price_tax``      r(line tax / quantity); ``product_price_inc_tax`` = price + tax
 ``product_original_price`` r(unit price before discounts), at least ``product_price``
-``row_total_discount``     max(0, original × quantity − row_total)
-``tax_percent``            the source's rate when the allocated tax matches it (within one minor
-                           unit per item), else the rate the allocated amounts show
+``row_total_discount``     max(0, r(unit price before discounts × quantity) − row_total)
+``tax_percent``            0 when the line carries no tax (whatever the product's rate), else
+                           the source's rate, else the rate the line's amounts show
 ``product_name``           the product's title, variations appended: ``Jumper (Size: M, Colour:
                            Oatmeal)`` — the name the email shows
 ``product_description``    the product's description when the source has one (never the
@@ -97,7 +97,6 @@ from sync.domain.models import Address, OrderLine, Refund, SourceOrder
 from sync.domain.money import (
     allocate,
     currency_exponent,
-    quantum,
     round_money,
     to_json_number,
 )
@@ -302,10 +301,13 @@ class _Row:
     is_product: bool
 
 
-def _tax_percent(row: _Row, exponent: int) -> Decimal:
-    """The source's rate when the allocated tax agrees with it, else the rate it shows."""
-    tolerance = quantum(exponent) * max(row.quantity, 1)
-    if abs(row.row * row.source_rate / 100 - row.tax) <= tolerance:
+def _tax_percent(row: _Row) -> Decimal:
+    """The rate the shop charged when the line carries tax; 0 when it carries none (a
+    VAT-exempt or zero-rated line, whatever rate the product has); else the rate the line's
+    own amounts show."""
+    if row.tax == 0:
+        return ZERO
+    if row.source_rate > 0:
         return row.source_rate
     if row.row > 0:
         return (row.tax / row.row * 100).quantize(CENT)
@@ -384,13 +386,13 @@ def _line_body(row: _Row, exponent: int) -> tuple[dict[str, Any], Decimal]:
     unit = round_money(row.row / qty, exponent) if qty else row.row
     unit_tax = round_money(row.tax / qty, exponent) if qty else row.tax
     original = max(round_money(row.original_unit, exponent), unit)
-    discount = max(original * qty - row.row, ZERO)
+    discount = max(round_money(row.original_unit * qty, exponent) - row.row, ZERO)
     line: dict[str, Any] = {
         "order_line_id": row.line_id,
         "product_sku": row.sku,
         "product_name": row.name,
         "product_description": row.description,
-        "tax_percent": float(_tax_percent(row, exponent).quantize(CENT)),
+        "tax_percent": float(_tax_percent(row).quantize(CENT)),
         "product_price": m(unit),
         "product_price_tax": m(unit_tax),
         "product_price_inc_tax": m(unit + unit_tax),

@@ -11,10 +11,13 @@ Derived here:
 
 * product tax per unit  = ``priceVat`` if given, else ``price × vatRate / 100``
 * shipping tax          = 0 when no shipping is charged; else ``tax.value − Σ product tax``
-  clamped to ``[0, tax.value]`` when the products carry VAT rates, else ``shippingTotal ×
+  (each line's tax rounded to pennies first, as ShopWired does) clamped to ``[0, tax.value]``
+  when the products carry VAT rates, else ``shippingTotal ×
   shipping[0].vatRate / 100``
 * fees                  = ``fees[]`` (name, value, type), each a surcharge inside ``total``
 * line ``comments``     = the customer's note on the line (never the product description)
+* line description      = a bundle's constituents (``bundleProducts[]``, the shape of
+  ``embed=bundle_products``; key name unverified), else none: orders carry no description
 * product discount      = Σ ``discounts[].value``
 * shipping discount     = ``max(0, originalShippingTotal − shippingTotal)``
 """
@@ -25,7 +28,7 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
@@ -46,6 +49,7 @@ MAX_LINES = 2000
 MAX_QUANTITY = 1_000_000
 MAX_TEXT = 2000
 ZERO = Decimal(0)
+PENNY = Decimal("0.01")
 
 
 def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
@@ -226,6 +230,7 @@ def _lines(raw: Mapping[str, Any], order_id: str) -> tuple[OrderLine, ...]:
         )
         lines.append(
             OrderLine(
+                description=_bundle_description(p),
                 line_id=line_id,
                 product_id=_text(p.get("id"), 64),
                 sku=_text(p.get("sku"), 128),
@@ -247,6 +252,22 @@ def _lines(raw: Mapping[str, Any], order_id: str) -> tuple[OrderLine, ...]:
 def refund_digest(name: Any, amount: Decimal) -> str:
     """8 hex digits naming an id-less refund's content (also inside pre-1.x ``n<i>-`` keys)."""
     return hashlib.sha256(f"{name}|{amount}".encode()).hexdigest()[:8]
+
+
+def _bundle_description(product: Mapping[str, Any]) -> str | None:
+    """What a bundle contains (``embed=bundle_products``: title and SKU of each constituent),
+    as the line's product description: ``Bundle of: Mug (MUG-1), Coffee (COF-2)``."""
+    parts = product.get("bundleProducts", product.get("bundle_products"))
+    if not isinstance(parts, list):
+        return None
+    names = []
+    for part in parts:
+        if not isinstance(part, Mapping):
+            continue
+        title, sku = _text(part.get("title"), 200), _text(part.get("sku"), 128)
+        if title or sku:
+            names.append(f"{title} ({sku})" if title and sku else str(title or sku))
+    return ("Bundle of: " + ", ".join(names))[:500] if names else None
 
 
 def _refunds(raw: Mapping[str, Any]) -> tuple[Refund, ...]:
@@ -346,7 +367,10 @@ def parse_shopwired_order(raw: Any) -> SourceOrder:
                 raise SkippableError(f"discounts[{i}]: expected an object")
             discount += money(d.get("value"), f"discounts[{i}].value")
         ship_rates = [s for s in _list(raw, "shipping") if isinstance(s, Mapping)]
-        products_tax_lines = sum((ln.row_tax for ln in lines), ZERO)
+        # ShopWired rounds tax per line to pennies; the rest of tax.value is shipping's
+        products_tax_lines = sum(
+            (ln.row_tax.quantize(PENNY, rounding=ROUND_HALF_UP) for ln in lines), ZERO
+        )
         if shipping_total == ZERO:
             shipping_tax = ZERO  # nothing charged, nothing taxed
         elif lines and any(ln.tax_percent for ln in lines):
