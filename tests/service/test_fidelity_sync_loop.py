@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -144,3 +145,46 @@ def test_cancelled_then_refunded_order_gets_its_refund_email(plain: Harness) -> 
     h.run(passes=2)
     assert len(_events(h, oid, "cancelled")) == 1
     assert len(_events(h, oid, "refunded")) == 1
+
+
+@pytest.mark.parametrize("currency", ["KWD", "JPY"])
+def test_elasticpath_orders_keep_their_exponent_and_update_time(db_url: str,
+                                                                 currency: str) -> None:
+    # rows 2 and 5 through the loop: 3- and 0-decimal amounts, EP's own updated_at
+    import httpx
+
+    from sync.domain.money import currency_exponent
+    from sync.domain.parse_elasticpath import parse_timestamp
+    from sync.sandbox.elasticpath import ElasticPathSimulator
+
+    clock = FakeClock()
+    sb = Sandbox(seed=8, clock=clock)
+    ep = ElasticPathSimulator(clock=clock, seed=8, enforce_rate_limit=False, currency=currency)
+    now = clock.now()
+    ids = ep.generate_orders(15, created_between=(now - timedelta(days=9), now - timedelta(days=1)))
+    rt = build_runtime(
+        make_settings(db_url, ORDERSYNC_SOURCE="elasticpath",
+                      ELASTICPATH_BASE_URL="http://ep.sandbox",
+                      ELASTICPATH_CLIENT_ID="sandbox-client-id",
+                      ELASTICPATH_CLIENT_SECRET="sandbox-client-secret"),
+        clock=clock, elasticpath_transport=httpx.MockTransport(ep.handle),
+        wiredplus_transport=sb.wiredplus_transport(),
+    )
+    try:
+        rt.poller.run_pass()
+        exp = currency_exponent(currency)
+        checked = 0
+        for oid in ids:
+            stored = sb.wiredplus.order_by_ref(oid)
+            if stored is None:
+                continue  # no items: skipped with a reason
+            checked += 1
+            meta = ep.orders[oid]["meta"]
+            paid = meta["display_price"]["with_tax"]["amount"]
+            assert stored["grand_total_inc_tax"] == (
+                paid if exp == 0 else float(Decimal(paid).scaleb(-exp)))
+            updated = parse_timestamp(meta["timestamps"]["updated_at"])
+            assert stored["order_update_date"] == updated.strftime("%Y-%m-%d %H:%M:%S")
+        assert checked >= 10
+    finally:
+        rt.close()
