@@ -227,3 +227,26 @@ def test_two_statuses_with_the_same_email_mail_once(sample_order, status_map, ct
                       ctx, now=now, first_sight_window=timedelta(days=1))
     assert [e.event_type for e in a] == [e.event_type for e in b] == ["processing"]
     assert a[0].event_reference == b[0].event_reference  # the ledger keeps only the first
+
+
+@given(steps=st.lists(st.sampled_from(["refund", "refunded_status", "paid_status", "poll"]),
+                      min_size=1, max_size=8))
+def test_refund_emails_never_outnumber_refunds(sample_order, status_map, ctx, steps):
+    """Whatever order the shop shows refunds and refund statuses in, each refund is mailed at
+    most once, and a refund shown only by its status is mailed once."""
+    refunds: list[dict[str, Any]] = []
+    status = PAID
+    observations = []
+    for step in steps:
+        if step == "refund":
+            refunds = [*refunds, {"name": f"r{len(refunds)}", "value": 10 + len(refunds)}]
+        elif step == "refunded_status":
+            status = REFUNDED
+        elif step == "paid_status":
+            status = PAID
+        observations.append(order(sample_order, status=status, refunds=refunds))
+    sent = [e for e in follow(observations, status_map, ctx) if e.event_type == "refunded"]
+    assert len({e.event_reference for e in sent}) == len(sent)
+    assert len(sent) <= max(len(refunds), 1)
+    if refunds or any(s == "refunded_status" for s in steps):
+        assert sent, "a refund the customer should hear about was never mailed"

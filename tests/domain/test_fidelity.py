@@ -243,3 +243,35 @@ def test_elasticpath_shipping_tax_is_order_tax_minus_item_tax():
     assert body["shipping_tax_total"] == 1.0
     assert body["shipping_total"] == 5.0
     assert body["grand_total_inc_tax"] == 18.0
+
+
+# -- configuration of rows 8 and 10 ---------------------------------------------------------
+
+
+def test_custom_field_setting_parses_names_and_renames():
+    from sync.domain.mapping import parse_custom_fields
+
+    assert parse_custom_fields("") == {}
+    assert parse_custom_fields("tracking_url=Tracking link, refund_reason") == {
+        "tracking_url": "Tracking link", "refund_reason": "refund_reason"}
+    with pytest.raises(ValueError, match="unknown field 'colour'"):
+        parse_custom_fields("colour")
+    with pytest.raises(ValueError, match="not 'name' or 'name=value'"):
+        parse_custom_fields("tracking_url=")
+
+
+def test_payment_type_setting_extends_the_defaults():
+    from sync.domain.mapping import parse_payment_types
+
+    table = parse_payment_types("Klarna=finance, Bank  Transfer=bacs")
+    assert table["klarna"] == "finance" and table["bank transfer"] == "bacs"
+    assert table["admin order"] == "manual"
+    with pytest.raises(ValueError, match="needs"):
+        parse_payment_types("Klarna")
+
+
+def test_settings_reject_an_unknown_custom_field():
+    from config.settings import Settings
+
+    with pytest.raises(ValueError, match="shoe_size"):
+        Settings(ORDERSYNC_WIREDPLUS_CUSTOM_FIELDS="shoe_size")
