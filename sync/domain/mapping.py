@@ -8,25 +8,25 @@ exponent (0, 2 or 3 places: JPY ``1250``, GBP ``12.5``, KWD ``12.345``; see
 Order amounts (``E`` = exponent, ``r(x)`` = x rounded to E places)
 ==================================================================
 
-=========================  =====================================================================
-``grand_total_inc_tax``    G = r(what the customer paid) (ShopWired ``total``, EP ``with_tax``)
-``shipping_total``         S = r(shipping charged after shipping discounts, excl. tax)
-``shipping_tax_total``     ST = r(tax on shipping) (ShopWired: order tax − Σ line tax; EP: order
-                           tax − Σ item tax; 0 when the source shows none)
-``shipping_total_inc_tax`` S + ST
-``shipping_discount_total````r(original shipping − shipping charged)``, never negative
-``invoice_tax_total``      PT = r(order tax) − ST: the products' tax
-fee lines                  one order line per source fee (ShopWired ``fees[]``): F = Σ r(fee)
-products net               PN = G − PT − S − ST − F. Equal to r(products − discounts) when the
-                           source's totals add up; any difference (an order-level discount or
-                           surcharge the lines do not show, or rounding) is carried by the
-                           product lines, so the body always reconciles. PN < 0 → skipped
-``invoice_total``          Σ (row_total + row_total_discount) over all lines (fee lines too)
-``invoice_discount_total`` Σ row_total_discount
-``invoice_total_inc_tax``  PN + F + PT  (= Σ row_total_inc_tax)
-``grand_total``            G − PT − ST  (what was paid, excl. tax)
-``number_of_products``     Σ product-line quantities (fee lines excluded)
-=========================  =====================================================================
+===========================  =======================================================================
+``grand_total_inc_tax``      G = r(what the customer paid) (ShopWired ``total``, EP ``with_tax``)
+``shipping_total``           S = r(shipping charged after shipping discounts, excl. tax)
+``shipping_tax_total``       ST = r(tax on shipping) (ShopWired: order tax − Σ line tax; EP: order
+                             tax − Σ item tax; 0 when the source shows none)
+``shipping_total_inc_tax``   S + ST
+``shipping_discount_total``  r(original shipping − shipping charged), never negative
+``invoice_tax_total``        PT = r(order tax) − ST: the products' tax
+fee lines                    one order line per source fee (ShopWired ``fees[]``): F = Σ r(fee)
+products net                 PN = G − PT − S − ST − F. Equal to r(products − discounts) when the
+                             source's totals add up; any difference (an order-level discount or
+                             surcharge the lines do not show, or rounding) is carried by the
+                             product lines, so the body always reconciles. PN < 0 → skipped
+``invoice_total``            Σ (row_total + row_total_discount) over all lines (fee lines too)
+``invoice_discount_total``   Σ row_total_discount
+``invoice_total_inc_tax``    PN + F + PT  (= Σ row_total_inc_tax)
+``grand_total``              G − PT − ST  (what was paid, excl. tax)
+``number_of_products``       Σ product-line quantities (fee lines excluded)
+===========================  =======================================================================
 
 So, in every body: ``invoice_total − invoice_discount_total + invoice_tax_total +
 shipping_total + shipping_tax_total = grand_total_inc_tax`` exactly, and
@@ -36,25 +36,25 @@ invoice_total_inc_tax``, ``Σ row_total_discount = invoice_discount_total``.
 Per line
 ========
 
-=========================  =====================================================================
-``row_total``              the line's share of PN, allocated in proportion to the source's row
-                           totals after discounts, excl. tax
-``row_total_inc_tax``      row_total + the line's share of PT (in proportion to the source's
-                           line tax; to row totals when the source gives none). A line whose
-                           rate says 20 % on an order whose tax is 0 (VAT-exempt, export) gets 0
-``product_price``          r(row_total / quantity): a unit price cannot carry more digits than
-                           the currency, so ``product_price × quantity`` equals ``row_total``
-                           within quantity × ½ minor unit (9.995 × 3 → 10.00, row 29.99)
-``product_price_tax``      r(line tax / quantity); ``product_price_inc_tax`` = price + tax
-``product_original_price`` r(unit price before discounts), at least ``product_price``
-``row_total_discount``     max(0, r(unit price before discounts × quantity) − row_total)
-``tax_percent``            0 when the line carries no tax (whatever the product's rate), else
-                           the source's rate, else the rate the line's amounts show
-``product_name``           the product's title, variations appended: ``Jumper (Size: M, Colour:
-                           Oatmeal)`` — the name the email shows
-``product_description``    the product's description when the source has one (never the
-                           customer's line comment; ShopWired orders have none)
-=========================  =====================================================================
+===========================  =======================================================================
+``row_total``                the line's share of PN, allocated in proportion to the source's row
+                             totals after discounts, excl. tax
+``row_total_inc_tax``        row_total + the line's share of PT (in proportion to the source's
+                             line tax; to row totals when the source gives none). A line whose
+                             rate says 20 % on an order whose tax is 0 (VAT-exempt, export) gets 0
+``product_price``            r(row_total / quantity): a unit price cannot carry more digits than
+                             the currency, so ``product_price × quantity`` equals ``row_total``
+                             within quantity × ½ minor unit (9.995 × 3 → 10.00, row 29.99)
+``product_price_tax``        r(line tax / quantity); ``product_price_inc_tax`` = price + tax
+``product_original_price``   r(unit price before discounts), at least ``product_price``
+``row_total_discount``       max(0, r(unit price before discounts × quantity) − row_total)
+``tax_percent``              0 when the line carries no tax (whatever the product's rate), else
+                             the source's rate, else the rate the line's amounts show
+``product_name``             the product's title, variations appended: ``Jumper (Size: M, Colour:
+                             Oatmeal)`` — the name the email shows
+``product_description``      the product's description when the source has one (never the
+                             customer's line comment; ShopWired orders have none)
+===========================  =======================================================================
 
 A key whose value would be null is left out, in lines as in the order.
 
