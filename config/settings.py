@@ -272,6 +272,35 @@ class Settings(BaseSettings):
         "ORDERSYNC_LOG_LEVEL", "info", "Minimum log level."
     )
 
+    # -- data fidelity (issue #13): what the WiredPlus fields carry --------------------------
+    wiredplus_custom_fields: str = _env(
+        "ORDERSYNC_WIREDPLUS_CUSTOM_FIELDS",
+        "",
+        "Custom fields to send, as `name` or `name=WiredPlus field`, comma-separated; names: "
+        "tracking_url delivery_date transaction_id variations line_comments company "
+        "refund_amount refund_reason. WiredPlus accepts only fields pre-defined in the account "
+        "(Settings > Custom fields), so none are sent by default; an event WiredPlus rejects "
+        "for its custom fields is sent again without them.",
+    )
+    payment_types: str = _env(
+        "ORDERSYNC_PAYMENT_TYPES",
+        "",
+        "Extra payment method → WiredPlus `payment_type` entries, `Method=type` "
+        "comma-separated (e.g. `Klarna=finance`); they override the built-in table "
+        "(Bank Transfer=bank-transfer, Admin Order=manual, …; anything else `online`).",
+    )
+
+    @field_validator("wiredplus_custom_fields", "payment_types")
+    @classmethod
+    def _name_map(cls, v: str, info: Any) -> str:
+        from sync.domain.mapping import parse_custom_fields, parse_payment_types
+
+        parse = parse_custom_fields if info.field_name == "wiredplus_custom_fields" else (
+            parse_payment_types
+        )
+        parse(v)  # ValueError says what is wrong
+        return v
+
     @field_validator(
         "first_sight_event_window",
         "window_overlap",

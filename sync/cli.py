@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from config.settings import Settings, load_settings
-from sync.errors import FatalError, SkippableError
+from sync.errors import FatalError
 
 app = typer.Typer(
     name="ordersync",
@@ -380,11 +380,15 @@ def show(order_id: Annotated[str, typer.Argument(help="ShopWired order id or ref
 
 @app.command("map")
 def map_cmd(
-    file: Annotated[str, typer.Argument(help="ShopWired order JSON file, or - for stdin.")] = "-",
+    file: Annotated[str, typer.Argument(help="Order JSON file, or - for stdin.")] = "-",
+    events: Annotated[
+        bool,
+        typer.Option("--events", help="Also print the events a first sight would send."),
+    ] = False,
 ) -> None:
-    """Preview: print the WiredPlus UpdateOrder body for a ShopWired order (no network)."""
-    from sync.domain.mapping import map_order, order_date
-    from sync.domain.parse_shopwired import parse_shopwired_order
+    """Preview: print the WiredPlus UpdateOrder body for an order of ORDERSYNC_SOURCE (no
+    network). With --events: {"update_order": body, "events": [CreateOrderEvent bodies]}."""
+    from sync.domain.preview import preview_order
     from sync.service.runtime import load_status_map, mapping_context
 
     with _friendly():
@@ -399,15 +403,11 @@ def map_cmd(
     results: list[Any] = []
     failed = 0
     for raw in items:
-        try:
-            order = parse_shopwired_order(raw)
-            body = map_order(order, status_map.resolve(order.status), mapping_context(settings))
-            body["order_update_date"] = order_date(order.created_at)
-            results.append(body)
-        except SkippableError as exc:
-            failed += 1
-            rid = raw.get("id") if isinstance(raw, dict) else None
-            results.append({"skipped": True, "id": rid, "reason": exc.message})
+        result = preview_order(
+            raw, settings.source, status_map, mapping_context(settings), events=events
+        )
+        failed += bool(result.get("skipped"))
+        results.append(result)
     typer.echo(json.dumps(results if isinstance(doc, list) else results[0], indent=2,
                           ensure_ascii=False))
     if failed:

@@ -57,6 +57,8 @@ class OrderLine:
     row_tax: Decimal
     description: str | None = None
     variations: tuple[tuple[str, str], ...] = ()
+    comment: str | None = None
+    """The customer's note on this line ("please engrave …"); not the product description."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +69,16 @@ class Refund:
     amount: Decimal
     reason: str | None
     created_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fee:
+    """A surcharge the customer paid on top of products and shipping (e.g. a payment gateway
+    fee), excluding tax; inside the order's grand total."""
+
+    name: str
+    amount: Decimal
+    kind: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +112,7 @@ class SourceOrder:
     totals: Totals
     lines: tuple[OrderLine, ...]
     refunds: tuple[Refund, ...] = ()
+    fees: tuple[Fee, ...] = ()
     archived: bool = False
     payment_method: str | None = None
     currency: str | None = None

@@ -25,8 +25,10 @@ shows discounts negative)::
 
     grand_total_inc_tax = with_tax
     tax                 = tax                (else with_tax − without_tax)
-    shipping            = shipping           (taken as excluding tax: EP gives no split)
-    shipping_tax        = 0                  so products_tax = tax
+    shipping            = shipping           (taken as excluding tax; unverified)
+    shipping_tax        = tax − Σ item tax   clamped to [0, tax], when the items carry their
+                                             own ``display_price.tax``; else 0
+    products_tax        = tax − shipping_tax
     shipping_discount   = |shipping_discount|
     discount            = |discount|
     products            = without_tax − shipping + discount   (before discounts, excl. tax)
@@ -87,10 +89,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
-from types import MappingProxyType
 from typing import Any, Final
 
 from sync.domain.models import Address, OrderLine, SourceOrder, SourceStatus, Totals
+from sync.domain.money import CURRENCY_EXPONENTS as CURRENCY_EXPONENTS  # re-exported
+from sync.domain.money import DEFAULT_EXPONENT as DEFAULT_EXPONENT  # re-exported
+from sync.domain.money import currency_exponent
 from sync.domain.parse_shopwired import split_name
 from sync.errors import SkippableError
 
@@ -103,21 +107,6 @@ MAX_ID: Final = 64
 ZERO: Final = Decimal(0)
 TAX_PLACES: Final = Decimal("0.01")
 
-#: ISO 4217 minor-unit exponents that are not 2 (everything else: :data:`DEFAULT_EXPONENT`).
-CURRENCY_EXPONENTS: Final[Mapping[str, int]] = MappingProxyType(
-    {
-        **dict.fromkeys(
-            (
-                "BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX",
-                "UYI", "VND", "VUV", "XAF", "XOF", "XPF",
-            ),
-            0,
-        ),
-        **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-        **dict.fromkeys(("CLF", "UYW"), 4),
-    }
-)
-DEFAULT_EXPONENT: Final = 2
 
 #: The enum values EP documents (2026 spec); others are tolerated.
 STATUS_VALUES: Final = ("incomplete", "processing", "complete", "cancelled")
@@ -159,13 +148,6 @@ def _mapping(value: Any, where: str, *, required: bool = False) -> Mapping[str, 
     if not isinstance(value, Mapping):
         raise SkippableError(f"{where}: expected an object")
     return value
-
-
-def currency_exponent(currency: str | None) -> int:
-    """Minor-unit exponent of an ISO 4217 code (2 when unknown or absent)."""
-    if not currency:
-        return DEFAULT_EXPONENT
-    return CURRENCY_EXPONENTS.get(currency.upper(), DEFAULT_EXPONENT)
 
 
 def minor_to_decimal(amount: Any, currency: str | None, where: str = "amount") -> Decimal:
@@ -501,6 +483,24 @@ def _lines(items: Sequence[Any], money: _Money) -> tuple[OrderLine, ...]:
     return tuple(out)
 
 
+def _with_shipping_tax(totals: Totals, lines: Sequence[OrderLine], items: Sequence[Any]) -> Totals:
+    """Split the order's tax into products and shipping where the source shows it: when the
+    items carry their own tax (``meta.display_price.tax``), shipping tax = order tax − Σ item
+    tax, clamped to ``[0, order tax]``; otherwise all tax stays with the products."""
+    shown = any(
+        isinstance(i, Mapping)
+        and isinstance(i.get("meta"), Mapping)
+        and isinstance(i["meta"].get("display_price"), Mapping)
+        and i["meta"]["display_price"].get("tax") is not None
+        for i in items
+    )
+    if not shown:
+        return totals
+    items_tax = sum((ln.row_tax for ln in lines), ZERO)
+    shipping_tax = min(max(totals.tax - items_tax, ZERO), totals.tax)
+    return replace(totals, shipping_tax=shipping_tax, products_tax=totals.tax - shipping_tax)
+
+
 # ------------------------------------------------------------------------------ people
 
 
@@ -599,7 +599,9 @@ def parse_elasticpath_order(raw: Any) -> SourceOrder:
         currency = _order_currency(prices)
         money = _Money(currency)
         totals = _totals(prices, money)
-        lines = _lines(order_items(included, order), money)
+        items = order_items(included, order)
+        lines = _lines(items, money)
+        totals = _with_shipping_tax(totals, lines, items)
         email, name = _person(order)
         billing = _address(order.get("billing_address"), "billing_address", email=email)
         shipping = _address(order.get("shipping_address"), "shipping_address", email=None)

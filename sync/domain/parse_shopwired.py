@@ -10,8 +10,14 @@ before; ``tax.value`` is product tax plus shipping tax; ``total`` is what the cu
 Derived here:
 
 * product tax per unit  = ``priceVat`` if given, else ``price × vatRate / 100``
-* shipping tax          = ``tax.value − Σ product tax`` clamped to ``[0, tax.value]`` when the
-  products carry VAT rates, else ``shippingTotal × shipping[0].vatRate / 100``
+* shipping tax          = 0 when no shipping is charged; else ``tax.value − Σ product tax``
+  (each line's tax rounded to pennies first, as ShopWired does) clamped to ``[0, tax.value]``
+  when the products carry VAT rates, else ``shippingTotal ×
+  shipping[0].vatRate / 100``
+* fees                  = ``fees[]`` (name, value, type), each a surcharge inside ``total``
+* line ``comments``     = the customer's note on the line (never the product description)
+* line description      = a bundle's constituents (``bundleProducts[]``, the shape of
+  ``embed=bundle_products``; key name unverified), else none: orders carry no description
 * product discount      = Σ ``discounts[].value``
 * shipping discount     = ``max(0, originalShippingTotal − shippingTotal)``
 """
@@ -22,11 +28,19 @@ import hashlib
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from sync.domain.models import Address, OrderLine, Refund, SourceOrder, SourceStatus, Totals
+from sync.domain.models import (
+    Address,
+    Fee,
+    OrderLine,
+    Refund,
+    SourceOrder,
+    SourceStatus,
+    Totals,
+)
 from sync.errors import SkippableError
 
 SOURCE = "shopwired"
@@ -35,6 +49,7 @@ MAX_LINES = 2000
 MAX_QUANTITY = 1_000_000
 MAX_TEXT = 2000
 ZERO = Decimal(0)
+PENNY = Decimal("0.01")
 
 
 def _text(value: Any, limit: int = MAX_TEXT) -> str | None:
@@ -102,14 +117,35 @@ def parse_created(value: Any) -> datetime:
     return dt.astimezone(UTC)
 
 
-def split_name(name: str | None) -> tuple[str | None, str | None]:
-    """``"Mary Ann O'Neil"`` → (``"Mary"``, ``"Ann O'Neil"``).
+#: Honorifics dropped from the front of a name ("Mr John Smith" → John / Smith).
+TITLES = frozenset(
+    {
+        "mr", "mrs", "ms", "miss", "mx", "dr", "prof", "sir", "dame", "lady", "lord", "rev",
+        "revd", "fr", "capt", "master",
+    }
+)
 
-    First word is the first name, the rest the last name; a single word is a first name.
+
+def split_name(name: str | None) -> tuple[str | None, str | None]:
+    """One name field → (first, last), the pair a "Dear …" greeting needs.
+
+    * ``"Mary Ann O'Neil"`` → (``"Mary"``, ``"Ann O'Neil"``): first word, then the rest;
+    * ``"Mr John Smith"`` → (``"John"``, ``"Smith"``): a leading title (:data:`TITLES`, with
+      or without a full stop) is dropped unless it is the only word;
+    * ``"SMITH, John"`` → (``"John"``, ``"SMITH"``): one comma means "Last, First";
+    * a single word is a first name (``"Cher"`` → (``"Cher"``, None)).
     """
     if not name:
         return None, None
+    if name.count(",") == 1:
+        last_part, first_part = (p.strip() for p in name.split(","))
+        if last_part and first_part:
+            first, rest = split_name(first_part)
+            first_words = " ".join(w for w in (first, rest) if w)
+            return first_words or None, last_part
     parts = name.split()
+    while len(parts) > 1 and parts[0].rstrip(".").lower() in TITLES:
+        parts = parts[1:]
     if not parts:
         return None, None
     return parts[0], (" ".join(parts[1:]) or None)
@@ -194,6 +230,7 @@ def _lines(raw: Mapping[str, Any], order_id: str) -> tuple[OrderLine, ...]:
         )
         lines.append(
             OrderLine(
+                description=_bundle_description(p),
                 line_id=line_id,
                 product_id=_text(p.get("id"), 64),
                 sku=_text(p.get("sku"), 128),
@@ -205,15 +242,37 @@ def _lines(raw: Mapping[str, Any], order_id: str) -> tuple[OrderLine, ...]:
                 unit_tax=unit_tax,
                 row_total=row_total,
                 row_tax=row_tax,
-                description=_text(p.get("comments"), 500),
                 variations=variations,
+                comment=_text(p.get("comments"), 500),
             )
         )
     return tuple(lines)
 
 
+def refund_digest(name: Any, amount: Decimal) -> str:
+    """8 hex digits naming an id-less refund's content (also inside pre-1.x ``n<i>-`` keys)."""
+    return hashlib.sha256(f"{name}|{amount}".encode()).hexdigest()[:8]
+
+
+def _bundle_description(product: Mapping[str, Any]) -> str | None:
+    """What a bundle contains (``embed=bundle_products``: title and SKU of each constituent),
+    as the line's product description: ``Bundle of: Mug (MUG-1), Coffee (COF-2)``."""
+    parts = product.get("bundleProducts", product.get("bundle_products"))
+    if not isinstance(parts, list):
+        return None
+    names = []
+    for part in parts:
+        if not isinstance(part, Mapping):
+            continue
+        title, sku = _text(part.get("title"), 200), _text(part.get("sku"), 128)
+        if title or sku:
+            names.append(f"{title} ({sku})" if title and sku else str(title or sku))
+    return ("Bundle of: " + ", ".join(names))[:500] if names else None
+
+
 def _refunds(raw: Mapping[str, Any]) -> tuple[Refund, ...]:
     out: list[Refund] = []
+    seen: dict[str, int] = {}
     for i, r in enumerate(_list(raw, "refunds")):
         where = f"refunds[{i}]"
         if not isinstance(r, Mapping):
@@ -225,9 +284,11 @@ def _refunds(raw: Mapping[str, Any]) -> tuple[Refund, ...]:
         if rid:
             key = f"id-{rid}"
         else:
-            # Refunds are only ever appended; position plus content is stable across fetches.
-            digest = hashlib.sha256(f"{r.get('name')}|{amount}".encode()).hexdigest()[:8]
-            key = f"n{i + 1}-{digest}"
+            # No id: the key is the refund's content plus how many identical refunds came
+            # before it, so it does not depend on where the refund sits in the list.
+            digest = refund_digest(r.get("name"), amount)
+            seen[digest] = seen.get(digest, 0) + 1
+            key = f"c{digest}-{seen[digest]}"
         created = None
         if r.get("createdAt"):
             try:
@@ -236,6 +297,25 @@ def _refunds(raw: Mapping[str, Any]) -> tuple[Refund, ...]:
                 created = None
         reason = _text(r.get("name"), 300) or _text(r.get("description"), 300)
         out.append(Refund(key=key, amount=amount, reason=reason, created_at=created))
+    return tuple(out)
+
+
+def _fees(raw: Mapping[str, Any]) -> tuple[Fee, ...]:
+    out: list[Fee] = []
+    for i, f in enumerate(_list(raw, "fees")):
+        where = f"fees[{i}]"
+        if not isinstance(f, Mapping):
+            raise SkippableError(f"{where}: expected an object")
+        amount = money(f.get("value"), f"{where}.value")
+        if amount == ZERO:
+            continue
+        out.append(
+            Fee(
+                name=_text(f.get("name"), 200) or "Fee",
+                amount=amount,
+                kind=_text(f.get("type"), 64),
+            )
+        )
     return tuple(out)
 
 
@@ -287,8 +367,13 @@ def parse_shopwired_order(raw: Any) -> SourceOrder:
                 raise SkippableError(f"discounts[{i}]: expected an object")
             discount += money(d.get("value"), f"discounts[{i}].value")
         ship_rates = [s for s in _list(raw, "shipping") if isinstance(s, Mapping)]
-        products_tax_lines = sum((ln.row_tax for ln in lines), ZERO)
-        if lines and any(ln.tax_percent for ln in lines):
+        # ShopWired rounds tax per line to pennies; the rest of tax.value is shipping's
+        products_tax_lines = sum(
+            (ln.row_tax.quantize(PENNY, rounding=ROUND_HALF_UP) for ln in lines), ZERO
+        )
+        if shipping_total == ZERO:
+            shipping_tax = ZERO  # nothing charged, nothing taxed
+        elif lines and any(ln.tax_percent for ln in lines):
             shipping_tax = min(max(tax - products_tax_lines, ZERO), tax)
         elif ship_rates:
             rate = money(ship_rates[0].get("vatRate"), "shipping[0].vatRate")
@@ -332,6 +417,7 @@ def parse_shopwired_order(raw: Any) -> SourceOrder:
             totals=totals,
             lines=lines,
             refunds=_refunds(raw),
+            fees=_fees(raw),
             archived=bool(archived) if isinstance(archived, bool) else False,
             payment_method=_text(raw.get("paymentMethod"), 100),
             tracking_url=_text(raw.get("trackingUrl"), 1000),

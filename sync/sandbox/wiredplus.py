@@ -29,8 +29,10 @@ Validation (HTTP 400 unless stated; the first problem found is reported):
   ``order_status`` one of the documented values; ``order_create_date``/``order_update_date``
   exactly ``YYYY-MM-DD HH:MM:SS`` (a real date); money fields JSON numbers (not strings, not
   booleans, not negative); ``iso_currency_code`` three upper-case letters; ``custom_fields`` an
-  object; ``contact_id``/``number_of_products`` integers; ``customer_is_guest`` boolean; other
-  documented text fields strings (or null).
+  object whose names are all pre-defined in the account (``custom_fields=`` at construction,
+  default :data:`DEFAULT_CUSTOM_FIELDS`; None accepts any), else 400 ``custom_fields: 'x' is
+  not a pre-defined custom field``; ``contact_id``/``number_of_products`` integers;
+  ``customer_is_guest`` boolean; other documented text fields strings (or null).
 * CreateOrderEvent: ``event_reference`` required non-empty string; ``order_id`` required string
   naming an existing WiredPlus order (unknown → **404**); ``event_type`` one of ``cancelled
   completed delivered dispatched disputed fullfilled processing refunded`` (the docs' spelling
@@ -38,7 +40,7 @@ Validation (HTTP 400 unless stated; the first problem found is reported):
   ``message`` string or null; ``order_event_lines`` an **array** (the jQuery example's object
   form is rejected) of objects whose ``order_line_id`` is a line of that order (compared as
   text, so ``20`` and ``"20"`` match) with numeric overrides and integer ``quantity``;
-  ``custom_fields`` an object.
+  ``custom_fields`` as for UpdateOrder.
 * ``id``, when given, must name an existing order/event (else **404**, ``"id: ... not found"``).
 
 Choices where the documents are silent
@@ -71,7 +73,7 @@ import random
 import re
 import threading
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -145,6 +147,8 @@ _ORDER_DATE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
 _EVENT_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 SYSTEM_DATE = "%Y-%m-%d %H:%M:%S"
+#: Custom fields the sandbox account has pre-defined: the names the docs' examples use.
+DEFAULT_CUSTOM_FIELDS: tuple[str, ...] = ("tracking_reference", "tracking_url", "Favorite Colour")
 
 
 class _Invalid(Exception):
@@ -269,8 +273,10 @@ class WiredPlusSimulator:
         enforce_rate_limit: bool = False,
         seed: int = 0,
         account_name: str = "Sandbox Shop Ltd",
+        custom_fields: Iterable[str] | None = DEFAULT_CUSTOM_FIELDS,
     ) -> None:
         self.clock = clock
+        self.custom_fields = None if custom_fields is None else frozenset(custom_fields)
         self.api_user = api_user
         self.api_key = api_key
         self.hourly_limit = hourly_limit
@@ -430,6 +436,14 @@ class WiredPlusSimulator:
             "send_balance": 25000,
         }
 
+    def _check_custom_fields(self, custom: Any) -> None:
+        if custom is not None and not isinstance(custom, dict):
+            raise _Invalid("custom_fields: must be an object of field name to value")
+        if custom and self.custom_fields is not None:
+            for name in custom:
+                if name not in self.custom_fields:
+                    raise _Invalid(f"custom_fields: {name!r} is not a pre-defined custom field")
+
     # ------------------------------------------------------------------ UpdateOrder
 
     def _validate_order(self, body: Mapping[str, Any]) -> None:
@@ -454,9 +468,7 @@ class WiredPlusSimulator:
         cur = body.get("iso_currency_code")
         if cur is not None and (not isinstance(cur, str) or not _CURRENCY.match(cur)):
             raise _Invalid("iso_currency_code: must be an ISO 4217 alpha-3 code such as GBP")
-        custom = body.get("custom_fields")
-        if custom is not None and not isinstance(custom, dict):
-            raise _Invalid("custom_fields: must be an object of field name to value")
+        self._check_custom_fields(body.get("custom_fields"))
         for f in ("contact_id", "number_of_products"):
             v = body.get(f)
             if v is not None and (not _is_int(v) or v < 0):
@@ -544,9 +556,7 @@ class WiredPlusSimulator:
         msg = body.get("message")
         if msg is not None and not isinstance(msg, str):
             raise _Invalid("message: must be a string")
-        custom = body.get("custom_fields")
-        if custom is not None and not isinstance(custom, dict):
-            raise _Invalid("custom_fields: must be an object of field name to value")
+        self._check_custom_fields(body.get("custom_fields"))
         given_id = body.get("id")
         if given_id is not None and not isinstance(given_id, str):
             raise _Invalid("id: must be a string")

@@ -22,7 +22,7 @@ from sync.domain.mapping import (
     api_reference_id,
     content_hash,
     map_order,
-    order_date,
+    order_update_date,
 )
 from sync.domain.models import SourceOrder
 from sync.domain.status_map import Resolution, StatusMap
@@ -149,7 +149,7 @@ class Ingestor:
                     result.out_of_scope += 1
                     continue
                 previous = _known(row)
-                new_state = known_state(p.order)
+                new_state = known_state(p.order, p.resolution, previous)
                 if (
                     row is not None
                     and row.state != OrderState.SKIPPED
@@ -173,7 +173,7 @@ class Ingestor:
                     (d.event_reference, d.event_type, d.payload) for d in decisions
                 ]
                 body = dict(p.body)
-                body["order_update_date"] = order_date(p.order.created_at if row is None else now)
+                body["order_update_date"] = order_update_date(p.order, None if row is None else now)
                 if row is None:
                     row = OrderRow(
                         store=self.store,

@@ -14,7 +14,7 @@ import httpx
 from config import default_status_map_text
 from config.settings import Settings
 from sync.clock import Clock, SystemClock
-from sync.domain.mapping import MappingContext
+from sync.domain.mapping import MappingContext, parse_custom_fields, parse_payment_types
 from sync.domain.status_map import StatusMap, StatusMapError
 from sync.errors import ConfigError
 from sync.ledger.store import Ledger
@@ -77,7 +77,12 @@ def _limiters(settings: Settings, clock: Clock) -> tuple[Limiter, Limiter]:
 
 
 def mapping_context(settings: Settings) -> MappingContext:
-    return MappingContext(currency=settings.currency, reference_prefix=settings.reference_prefix)
+    return MappingContext(
+        currency=settings.currency,
+        reference_prefix=settings.reference_prefix,
+        payment_types=parse_payment_types(settings.payment_types),
+        custom_fields=parse_custom_fields(settings.wiredplus_custom_fields),
+    )
 
 
 @dataclass

@@ -34,7 +34,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from sync import metrics
 from sync.apiclient import PooledApiClient
 from sync.clock import Clock
-from sync.errors import RetryableError, SyncError
+from sync.domain.mapping import is_custom_field_rejection, without_custom_fields
+from sync.errors import RetryableError, SkippableError, SyncError
 from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
 from sync.outcomes import Outcome, classify, decode_json, raise_for_outcome
 from sync.ratelimit import AccountAwareLimiter, HourlyBudget, Limiter
@@ -271,11 +272,25 @@ class WiredPlusClient(PooledApiClient):
 
         ``payload`` must be JSON-ready (ValueError/TypeError otherwise: a mapping bug).
         """
-        return self._post(EP_UPDATE_ORDER, payload)
+        return self._post_custom_fields_optional(EP_UPDATE_ORDER, payload)
 
     def create_order_event(self, payload: Mapping[str, Any]) -> str:
         """POST ``CreateOrderEvent`` (an upsert by ``event_reference``); the event id."""
-        return self._post(EP_CREATE_EVENT, payload)
+        return self._post_custom_fields_optional(EP_CREATE_EVENT, payload)
+
+    # -- issue #13 row 8: custom fields never cost an order or its email ----------------------
+    def _post_custom_fields_optional(self, endpoint: str, payload: Mapping[str, Any]) -> str:
+        """POST; a body WiredPlus rejects for its custom fields (not pre-defined in the
+        account) is sent once more without them, and the rejection logged."""
+        try:
+            return self._post(endpoint, payload)
+        except SkippableError as err:
+            bare = without_custom_fields(payload)
+            if bare is None or not is_custom_field_rejection(err.message):
+                raise
+            self._log.warning("wiredplus.custom_fields_rejected", endpoint=endpoint,
+                              reason=err.message, fields=sorted(payload["custom_fields"]))
+            return self._post(endpoint, bare)
 
     def account_info(self) -> AccountInfo:
         """GET ``GetAccountInfo``; also hands the budget to the limiter when it can take it.

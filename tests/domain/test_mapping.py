@@ -58,8 +58,11 @@ def test_money_matches_the_documented_example(sample_order, status_map, ctx):
     assert body["shipping_tax_total"] == 2.00
     assert body["shipping_total_inc_tax"] == 12.00
     assert body["invoice_tax_total"] == 20.00
-    assert body["invoice_total"] == 100.00
-    assert body["invoice_discount_total"] == 0.00
+    # originalPrice 120 is "the price before discounts" (docs): the 20 shows as a discount,
+    # so invoice_total is the worth before discounts and the lines add up to it
+    assert body["invoice_total"] == 120.00
+    assert body["invoice_discount_total"] == 20.00
+    assert body["invoice_total_inc_tax"] == 120.00
     assert body["iso_currency_code"] == "GBP"
     assert body["payment_type_name"] == "SagePay"
     assert body["number_of_products"] == 1
@@ -69,10 +72,13 @@ def test_lines(sample_order, status_map, ctx):
     sample_order["products"].append(
         {"id": 7, "title": "Laces", "sku": "L1", "price": 2.5, "quantity": 3, "vatRate": 20}
     )
+    sample_order.update(subTotal=107.5, total=141.0, tax={"type": "vat", "value": 23.5})
     body = body_for(sample_order, status_map, ctx)
     first, second = body["order_lines"]
     assert first["order_line_id"] == "255-1" and second["order_line_id"] == "255-2"
     assert first["product_sku"] == "NK-AM-9"
+    assert first["product_name"] == "Nike Airmax Trainers (Size: UK9, Colour: Black)"
+    assert "product_description" not in first  # the line comment is not the description
     assert first["product_original_price"] == 120.00
     assert first["product_price"] == 100.00
     assert first["product_price_tax"] == 20.00
@@ -84,14 +90,19 @@ def test_lines(sample_order, status_map, ctx):
     assert body["number_of_products"] == 4
 
 
-def test_custom_fields(sample_order, status_map, ctx):
+def test_custom_fields_are_opt_in_and_named_by_configuration(sample_order, status_map, ctx):
     sample_order["trackingUrl"] = "https://track.example/ABC"
-    body = body_for(sample_order, status_map, ctx)
+    assert "custom_fields" not in body_for(sample_order, status_map, ctx)
+    names = {"tracking_url": "Tracking URL", "delivery_date": "delivery_date",
+             "transaction_id": "txn", "variations": "variations",
+             "line_comments": "Personalisation"}
+    body = body_for(sample_order, status_map, MappingContext(custom_fields=names))
     cf = body["custom_fields"]
-    assert cf["tracking_url"] == "https://track.example/ABC"
+    assert cf["Tracking URL"] == "https://track.example/ABC"
     assert cf["delivery_date"] == "26/07/2018"
-    assert cf["transaction_id"] == "0HJ384JKL227GG"
+    assert cf["txn"] == "0HJ384JKL227GG"
     assert "Size=UK9" in cf["variations"]
+    assert cf["Personalisation"] == "Nike Airmax Trainers: please engrave with I love Jim"
 
 
 def test_dates_are_utc_in_wiredplus_format(sample_order, status_map, ctx):
