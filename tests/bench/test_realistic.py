@@ -59,6 +59,8 @@ def _results(commit: str, minutes: float) -> dict[str, Any]:
                                "scenario": realistic.asdict(sc), "runs": [run], "notes": [],
                                "duration_s": 250.0}
     results["table"] = realistic.table(sc, [run])
+    results["latency_only"] = dict(run, label="embedded-2000-latency-only", orders=2000,
+                                   complete=True, done=2000, time_to_sync_s=430.0)
     return results
 
 
@@ -75,6 +77,7 @@ def test_the_benchmarks_section_is_replaced_and_keeps_its_history(tmp_path: Path
     assert len(history) == 2 and "bbb2222" in history[0] and "aaa1111" in history[1]
     assert "not yet in the push path" in text
     assert "capped, extrapolated" in text and "extrapolated from embedded-1000" in text
+    assert "| embedded-2000-latency-only | **7.2 min** | ≤ 60 s | not met |" in text
     assert text.rstrip().endswith("old")  # the dated sections are untouched
 
 
