@@ -13,8 +13,9 @@ PostgreSQL + Redis with 4 ``ordersync worker --concurrency 1`` processes.
 Time to first complete sync: from the daemon's launch to the moment WiredPlus holds all N
 orders. A run is **capped** (``--cap`` seconds of wall time): when it is not complete by then,
 the figure is *extrapolated*: the time used plus the orders left at the rate measured over the
-second half of the run (after any start-up burst), never less than the floor of the write
-path the run used, and the report marks it so. 100,000 orders
+second half of the run, or the rate the budget sustains for the calls it made if lower (the
+client spends a tenth of the hourly budget at once: a rate measured in that burst cannot
+last), and the report marks it so. 100,000 orders
 are never run; they are extrapolated from the 10,000-order run the same way.
 
 The floor (:func:`floor`) is what the budgets allow whatever the client does: ShopWired reads
@@ -38,7 +39,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,14 +136,24 @@ def extrapolate(target: int, elapsed_s: float, done: int, rate: float) -> float 
     return elapsed_s + (target - done) / rate
 
 
-def at_least_the_floor(seconds: float | None, orders: int, sc: Scenario, *,
-                       bulk: bool) -> float | None:
-    """An extrapolated time, never below the floor of the write path the run used: a rate
-    measured inside a start-up burst (the client spends a tenth of the hourly budget at once)
-    cannot last."""
-    if seconds is None:
-        return None
-    return max(seconds, float(floor(orders, sc, bulk=bulk)["floor_s"]))
+def sustained_rate(sc: Scenario, *, bulk: bool, latency_only: bool = False) -> float:
+    """Orders/s the WiredPlus budget sustains once any burst is spent: budget/h × orders per
+    call (``max_update_rows`` for bulk calls, else 1)."""
+    budget = sc.latency_only_budget if latency_only else sc.hourly_budget
+    return budget / 3600.0 * (sc.max_update_rows if bulk else 1)
+
+
+def projected(run: Mapping[str, Any], target: int, sc: Scenario) -> float | None:
+    """Time to ``target`` orders from a run's figures: measured when the run got there,
+    else the time used plus the orders left at the lower of the rate measured over the run's
+    second half and the rate the budget sustains for the calls the run made (the client may
+    spend a tenth of the hourly budget at once: a rate measured in that burst cannot last)."""
+    if run["done"] >= target:
+        return float(run["elapsed_s"]) if run["orders"] == target else None
+    rate = min(float(run["rate_second_half"]),
+               sustained_rate(sc, bulk=run["bulk_requests"] > 0,
+                              latency_only=bool(run.get("latency_only"))))
+    return extrapolate(target, float(run["elapsed_s"]), int(run["done"]), rate)
 
 
 def second_half_rate(progress: Sequence[tuple[float, int]]) -> float:
@@ -264,12 +275,6 @@ def first_sync(ctx: Context, sc: Scenario, *, orders: int, mode: str,
         elapsed_s=elapsed,
         startup_s=first_sw - t_launch,
         rate_second_half=rate,
-        time_to_sync_s=(
-            elapsed if complete
-            else extrapolate(orders, elapsed, done, rate) if latency_only
-            else at_least_the_floor(extrapolate(orders, elapsed, done, rate), orders, sc,
-                                    bulk=int(wp.get("bulk_requests", 0)) > 0)
-        ),
         extrapolated=not complete,
         progress=progress,
         shopwired_calls=int(sw["total"]),
@@ -283,6 +288,7 @@ def first_sync(ctx: Context, sc: Scenario, *, orders: int, mode: str,
         rejections=int(wp["rejections"]),
         machine=load,
     )
+    result["time_to_sync_s"] = projected(result, orders, sc)
     ctx.log(
         f"  {label}: {done:,}/{orders:,} orders in {elapsed:.0f}s"
         + ("" if complete else
@@ -349,14 +355,27 @@ def table(sc: Scenario, runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             elif mine:
                 base = mine[-1]
                 row.update(source="extrapolated", run=base["label"],
-                           time_s=at_least_the_floor(
-                               extrapolate(size, base["elapsed_s"], base["done"],
-                                           base["rate_second_half"]),
-                               size, sc, bulk=base["bulk_requests"] > 0))
+                           time_s=projected(base, size, sc))
             else:
                 row.update(source="not run", time_s=None)
             rows.append(row)
     return rows
+
+
+def scenario_of(results: Mapping[str, Any]) -> Scenario:
+    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                              for k, v in results["scenario"].items()}
+    return Scenario(**fields)
+
+
+def recompute(results: dict[str, Any]) -> dict[str, Any]:
+    """The derived figures (projected times, the table) again from a run's raw figures."""
+    sc = scenario_of(results)
+    for r in [*results["runs"], *([results["latency_only"]] if results.get("latency_only")
+                                  else [])]:
+        r["time_to_sync_s"] = projected(r, r["orders"], sc)
+    results["table"] = table(sc, results["runs"])
+    return results
 
 
 def _commit() -> str:
@@ -398,9 +417,7 @@ def _cell(row: dict[str, Any]) -> str:
 
 
 def markdown_latest(results: dict[str, Any]) -> str:
-    fields: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
-                              for k, v in results["scenario"].items()}
-    sc = Scenario(**fields)
+    sc = scenario_of(results)
     out = [
         f"### Latest run: {results['started']} (commit `{results['commit']}`, "
         f"{results['duration_s']:.0f} s, cap {sc.cap_s:.0f} s per run)",
@@ -465,9 +482,10 @@ def markdown_latest(results: dict[str, Any]) -> str:
                          f"used {r['machine']['foreign_cores']:.2f} cores; its timings are "
                          "pessimistic.")
     out += ["", "*Capped, extrapolated*: the run was stopped at the cap; the time shown is the "
-            "time used plus the orders left at the rate of the run's second half, and never "
-            "less than the floor of the write path the run used (single calls unless it sent "
-            "BulkOrderUpdate). "
+            "time used plus the orders left at the lower of the rate of the run's second half "
+            "and the rate the WiredPlus budget sustains for the calls the run made (single "
+            "calls: 5,000/h = 1.39 orders/s once the client's start-up burst of a tenth of "
+            "the budget is spent). "
             "*Extrapolated from*: not run; the same formula from the named run. The floor: "
             "ShopWired list calls (100 orders each) at 2/s, WiredPlus calls at the hourly "
             "budget, whichever binds, plus one latency of each API (module docstring of "
@@ -561,7 +579,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--redis-db", type=int, default=DEFAULT_REDIS_DB)
     p.add_argument("--private-redis", action="store_true",
                    help="a redis-server of the benchmark's own on a free port")
+    p.add_argument("--report-only", type=Path, metavar="JSON",
+                   help="run nothing: recompute the figures and the report from the results "
+                        "a previous run wrote with --json")
     args = p.parse_args(argv)
+    if args.report_only:
+        results = recompute(json.loads(args.report_only.read_text(encoding="utf-8")))
+        print(markdown_latest(results))
+        if not args.no_markdown:
+            update_markdown(args.markdown, results)
+        return 0
     sc = QUICK if args.quick else FULL
     if args.cap:
         sc = replace(sc, cap_s=args.cap)

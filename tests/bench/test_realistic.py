@@ -42,9 +42,18 @@ def test_extrapolation_from_the_second_half_never_below_the_floor() -> None:
     assert realistic.extrapolate(1000, 40.0, 530, 1.0) == pytest.approx(510.0)
     assert realistic.extrapolate(500, 40.0, 530, 1.0) == 40.0
     assert realistic.extrapolate(1000, 40.0, 530, 0.0) is None
-    # a burst rate cannot promise more than the single-call budget allows
-    assert realistic.at_least_the_floor(10.0, 1000, FULL, bulk=False) == pytest.approx(720.35)
-    assert realistic.at_least_the_floor(None, 1000, FULL, bulk=False) is None
+    # a rate measured in the client's start-up burst cannot outlast the budget: the rest goes
+    # at 5,000/h = 1.39 orders/s for single calls, 50 times that for bulk calls
+    assert realistic.sustained_rate(FULL, bulk=False) == pytest.approx(5000 / 3600)
+    assert realistic.sustained_rate(FULL, bulk=True) == pytest.approx(50 * 5000 / 3600)
+    capped = {"orders": 1000, "done": 827, "elapsed_s": 241.0, "rate_second_half": 2.33,
+              "bulk_requests": 0}
+    assert realistic.projected(capped, 1000, FULL) == pytest.approx(241 + 173 * 0.72)
+    assert realistic.projected(capped, 10_000, FULL) == pytest.approx(241 + 9173 * 0.72)
+    slow = dict(capped, rate_second_half=0.5)
+    assert realistic.projected(slow, 1000, FULL) == pytest.approx(241 + 173 / 0.5)
+    done = dict(capped, done=1000, elapsed_s=300.0)
+    assert realistic.projected(done, 1000, FULL) == 300.0
 
 
 def _results(commit: str, minutes: float) -> dict[str, Any]:
@@ -59,6 +68,8 @@ def _results(commit: str, minutes: float) -> dict[str, Any]:
                                "scenario": realistic.asdict(sc), "runs": [run], "notes": [],
                                "duration_s": 250.0}
     results["table"] = realistic.table(sc, [run])
+    assert results["table"][0]["source"] == "capped"
+    assert results["table"][1]["source"] == "extrapolated"  # 10k from the 1k run
     results["latency_only"] = dict(run, label="embedded-2000-latency-only", orders=2000,
                                    complete=True, done=2000, time_to_sync_s=430.0)
     return results
