@@ -150,10 +150,19 @@ def projected(run: Mapping[str, Any], target: int, sc: Scenario) -> float | None
     spend a tenth of the hourly budget at once: a rate measured in that burst cannot last)."""
     if run["done"] >= target:
         return float(run["elapsed_s"]) if run["orders"] == target else None
-    rate = min(float(run["rate_second_half"]),
-               sustained_rate(sc, bulk=run["bulk_requests"] > 0,
-                              latency_only=bool(run.get("latency_only"))))
+    budget_rate = sustained_rate(sc, bulk=run["bulk_requests"] > 0,
+                                 latency_only=bool(run.get("latency_only")))
+    measured = float(run["rate_second_half"])
+    # A run that stalled (no order in its second half) gives no rate: the budget's pace is
+    # then a lower bound (see :func:`stalled`).
+    rate = budget_rate if measured <= 0 else min(measured, budget_rate)
     return extrapolate(target, float(run["elapsed_s"]), int(run["done"]), rate)
+
+
+def stalled(run: Mapping[str, Any]) -> bool:
+    """A capped run that pushed no order in its second half: its projection is only a lower
+    bound (the rest at the budget's pace, which the run was not keeping)."""
+    return not run["complete"] and float(run["rate_second_half"]) <= 0
 
 
 def second_half_rate(progress: Sequence[tuple[float, int]]) -> float:
@@ -293,7 +302,8 @@ def first_sync(ctx: Context, sc: Scenario, *, orders: int, mode: str,
         f"  {label}: {done:,}/{orders:,} orders in {elapsed:.0f}s"
         + ("" if complete else
            f" (capped; {rate:.2f} orders/s over the second half → "
-           f"≈{_duration(result['time_to_sync_s'])} extrapolated)")
+           f"{'≥' if stalled(result) else '≈'}{_duration(result['time_to_sync_s'])} "
+           "extrapolated)")
         + f", ShopWired 429s {result['shopwired_429']}, WiredPlus 429s {result['wiredplus_429']}"
     )
     return result
@@ -351,11 +361,11 @@ def table(sc: Scenario, runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                                    "floor_single_s": floor(size, sc, bulk=False)["floor_s"]}
             if r is not None:
                 row.update(source="measured" if r["complete"] else "capped",
-                           time_s=r["time_to_sync_s"], run=r["label"])
+                           time_s=r["time_to_sync_s"], run=r["label"], lower_bound=stalled(r))
             elif mine:
                 base = mine[-1]
                 row.update(source="extrapolated", run=base["label"],
-                           time_s=projected(base, size, sc))
+                           time_s=projected(base, size, sc), lower_bound=stalled(base))
             else:
                 row.update(source="not run", time_s=None)
             rows.append(row)
@@ -407,12 +417,14 @@ def _duration(seconds: float | None) -> str:
 
 def _cell(row: dict[str, Any]) -> str:
     t = _duration(row.get("time_s"))
+    approx = "≥" if row.get("lower_bound") else "≈"
+    stall = "; stalled: a lower bound" if row.get("lower_bound") else ""
     if row["source"] == "measured":
         return f"**{t}**"
     if row["source"] == "capped":
-        return f"≈{t} (capped, extrapolated)"
+        return f"{approx}{t} (capped, extrapolated{stall})"
     if row["source"] == "extrapolated":
-        return f"≈{t} (extrapolated from {row['run']})"
+        return f"{approx}{t} (extrapolated from {row['run']}{stall})"
     return "not run"
 
 
@@ -464,7 +476,8 @@ def markdown_latest(results: dict[str, Any]) -> str:
         verdict = ("met" if lat["complete"] and lat["time_to_sync_s"] <= sc.latency_only_target_s
                    else "not met")
         shown = (f"**{_duration(lat['time_to_sync_s'])}**" if lat["complete"]
-                 else f"≈{_duration(lat['time_to_sync_s'])} (capped, extrapolated)")
+                 else f"{'≥' if stalled(lat) else '≈'}{_duration(lat['time_to_sync_s'])} "
+                      "(capped, extrapolated)")
         out += [
             "",
             f"Latency only: {lat['orders']:,} orders, embedded mode, the account refusing "
@@ -485,7 +498,9 @@ def markdown_latest(results: dict[str, Any]) -> str:
             "time used plus the orders left at the lower of the rate of the run's second half "
             "and the rate the WiredPlus budget sustains for the calls the run made (single "
             "calls: 5,000/h = 1.39 orders/s once the client's start-up burst of a tenth of "
-            "the budget is spent). "
+            "the budget is spent). *Stalled*: no order reached WiredPlus in the run's second "
+            "half, so there is no rate to extrapolate; the rest is counted at the budget's "
+            "pace, which the run was not keeping: a lower bound (≥). "
             "*Extrapolated from*: not run; the same formula from the named run. The floor: "
             "ShopWired list calls (100 orders each) at 2/s, WiredPlus calls at the hourly "
             "budget, whichever binds, plus one latency of each API (module docstring of "
@@ -504,7 +519,9 @@ def history_row(results: dict[str, Any]) -> str:
         if row is None or row.get("time_s") is None:
             return "—"
         t = _duration(row["time_s"])
-        return t if row["source"] == "measured" else f"≈{t}"
+        if row["source"] == "measured":
+            return t
+        return ("≥" if row.get("lower_bound") else "≈") + t
 
     lat = results.get("latency_only")
     lat_cell = "—" if not lat or lat.get("time_to_sync_s") is None else (

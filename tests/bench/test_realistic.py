@@ -52,6 +52,9 @@ def test_extrapolation_from_the_second_half_never_below_the_floor() -> None:
     assert realistic.projected(capped, 10_000, FULL) == pytest.approx(241 + 9173 * 0.72)
     slow = dict(capped, rate_second_half=0.5)
     assert realistic.projected(slow, 1000, FULL) == pytest.approx(241 + 173 / 0.5)
+    stuck = dict(capped, done=499, rate_second_half=0.0, complete=False)
+    assert realistic.stalled(stuck) and not realistic.stalled(dict(capped, complete=False))
+    assert realistic.projected(stuck, 1000, FULL) == pytest.approx(241 + 501 * 0.72)
     done = dict(capped, done=1000, elapsed_s=300.0)
     assert realistic.projected(done, 1000, FULL) == 300.0
 
