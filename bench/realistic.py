@@ -591,6 +591,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="orders per run, comma-separated (default 1000,10000)")
     p.add_argument("--modes", type=lambda s: tuple(s.split(",")),
                    help="embedded,broker (default both)")
+    p.add_argument("--latency-only-orders", type=int,
+                   help=f"orders of the latency-only run (default {FULL.latency_only_orders:,}; "
+                        "0 = skip it)")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--no-markdown", action="store_true")
@@ -614,6 +617,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sc = replace(sc, sizes=args.sizes)
     if args.modes:
         sc = replace(sc, modes=args.modes)
+    if args.latency_only_orders is not None:
+        sc = replace(sc, latency_only_orders=args.latency_only_orders)
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     private = PrivateRedis() if args.private_redis else None
     if private is not None:
