@@ -91,7 +91,8 @@ simulator's **assumption** (listed in docs/assumptions.md):
   whole is answered 429 (``Retry-After``) and nothing is stored or charged.
 * ``bulk_enabled=False``: every BulkOrderUpdate is refused with ``bulk_refusal_status``
   (403 default, or 404) and ``{"status": ..., "error": "BulkOrderUpdate: this feature is not
-  enabled for your account"}``; nothing is stored; the request is charged like any other.
+  enabled for your account"}``; nothing is stored; the request is charged like any other
+  and is not a rejection. ``GetAccountInfo`` reports ``max_update_rows`` either way.
 * faults apply as to any request (latency, timeout, 429 storm, 5xx before processing; drop
   after write when at least one record was stored).
 * records: accepted records appear in ``write_log`` as ``("UpdateOrder", ref, action)`` and
@@ -431,7 +432,8 @@ class WiredPlusSimulator:
                     "sandbox: server disconnected without sending a response", request=request
                 )
             self.responses[response.status_code] += 1
-            if response.status_code in (400, 404) and name in (
+            refused_feature = name == "BulkOrderUpdate" and not self.bulk_enabled
+            if response.status_code in (400, 404) and not refused_feature and name in (
                 "UpdateOrder",
                 "CreateOrderEvent",
                 "BulkOrderUpdate",

@@ -204,7 +204,8 @@ def test_an_account_without_the_feature_refuses_bulk_but_takes_single_calls(
         assert r.status_code == status
         assert r.json() == {"status": status, "error": "BulkOrderUpdate: this feature is not "
                                                        "enabled for your account"}
-        assert not sim.orders and not sim.bulk_requests
+        assert not sim.orders and not sim.bulk_requests and not sim.rejections
+        assert c.get("/GetAccountInfo").json()["max_update_rows"] == 50
         assert c.post("/UpdateOrder", json=order_body("1")).status_code == 200
         sim.bulk_enabled = True  # switchable while traffic flows
         assert bulk(c, [order_body("2")]).status_code == 200
