@@ -47,3 +47,9 @@ clean:
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.realistic --private-redis --json bench/last_realistic.json
+
+## Only the realistic first-sync scenario (latency, enforced budgets; ~20 min): BENCHMARKS.md.
+.PHONY: bench-realistic
+bench-realistic: $(STAMP)
+	$(BIN)/python -m bench.realistic --private-redis --json bench/last_realistic.json

@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, cast
@@ -66,10 +66,12 @@ class SandboxProcess:
         bucket: int = 40,
         leak: float = 2.0,
         log_dir: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.args = [
             "--orders", str(orders), "--seed", str(seed), "--days", str(days),
             "--gap-minutes", str(gap_minutes), "--bucket", str(bucket), "--leak", str(leak),
+            *extra_args,
         ]
         if rate_limit:
             self.args.append("--rate-limit")

@@ -12,13 +12,18 @@ server (``control_url``) answers:
 
 * ``GET  /stats[?times=1][&refs=1]`` — counters of both APIs (``times=1`` adds the time, route
   and status of every call; ``refs=1`` how often each ``api_reference_id`` / ``event_reference``
-  was accepted by WiredPlus);
+  was accepted by WiredPlus, a ``BulkOrderUpdate`` counting each record its result accepted;
+  ``wiredplus.last_write`` is the wall time of the last accepted write);
 * ``POST /reset`` — zero every counter;
 * ``POST /activity?changes=K&new=M`` — one :meth:`~sync.sandbox.generator.Activity.step`
   (status changes, refunds, archiving, new orders); answers what happened;
 * ``GET  /created?from=S&to=E&archived=0|1`` — ``[created UNIX second, id]`` of every order
   created in [S, E] (inclusive), sorted as the list endpoint sorts them: the oracle for "how
   many list calls should this window cost".
+
+Realistic APIs: ``--shopwired-latency`` / ``--wiredplus-latency`` seconds per request (±
+``--jitter``), ``--wiredplus-enforce`` (429 beyond ``--wiredplus-hourly-limit``),
+``--max-update-rows``, ``--no-bulk`` (BulkOrderUpdate refused with 403), ``--bulk-cost``.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ class Recorder:
         self.last: dict[str, float] = {}
         self.times: list[tuple[float, str, int]] = []
         self.refs: Counter[str] = Counter()
+        self.last_write = 0.0  # wall time of the last accepted order/event write
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         response = self._handler(request)
@@ -63,7 +69,10 @@ class Recorder:
         i = path.find("/v1/")
         route = f"{request.method} {_ID.sub('/{id}', path[i:] if i >= 0 else path)}"
         key = f"{route} {response.status_code}"
-        ref = _reference(route, request) if response.status_code == 200 else None
+        ok = response.status_code == 200
+        ref = _reference(route, request) if ok else None
+        bulk = _bulk_references(request, response) if ok and route.endswith(
+            "/BulkOrderUpdate") else []
         with self._lock:
             self.by_status[key] += 1
             self.first.setdefault(key, now)
@@ -71,6 +80,10 @@ class Recorder:
             self.times.append((now, route, response.status_code))
             if ref is not None:
                 self.refs[ref] += 1
+            for r in bulk:
+                self.refs[r] += 1
+            if ref is not None or bulk:
+                self.last_write = now
         return response
 
     def reset(self) -> None:
@@ -80,6 +93,7 @@ class Recorder:
             self.last.clear()
             self.times.clear()
             self.refs.clear()
+            self.last_write = 0.0
 
     def snapshot(self, times: bool, refs: bool = False) -> dict[str, Any]:
         with self._lock:
@@ -88,12 +102,31 @@ class Recorder:
                 "first": dict(self.first),
                 "last": dict(self.last),
                 "total": sum(self.by_status.values()),
+                "last_write": self.last_write,
             }
             if times:
                 out["times"] = list(self.times)
             if refs:
                 out["refs"] = dict(self.refs)
         return out
+
+
+def _bulk_references(request: httpx.Request, response: httpx.Response) -> list[str]:
+    """``UpdateOrder:<api_reference_id>`` of every record a BulkOrderUpdate stored (its
+    result in the same position says status 200): a bulk write counts per order, as single
+    calls do."""
+    try:
+        records = json.loads(request.content).get("orders")
+        results = json.loads(response.content).get("results")
+    except (ValueError, AttributeError):
+        return []
+    if not isinstance(records, list) or not isinstance(results, list):
+        return []
+    return [
+        f"UpdateOrder:{rec.get('api_reference_id')}"
+        for rec, res in zip(records, results, strict=False)
+        if isinstance(rec, dict) and isinstance(res, dict) and res.get("status") == 200
+    ]
 
 
 def _reference(route: str, request: httpx.Request) -> str | None:
@@ -164,6 +197,7 @@ class Control:
                 **self.shopwired.snapshot(times),
                 "calls": dict(sw.calls),
                 "throttled": sw.throttled,
+                "latency": [sw.latency.seconds, sw.latency.jitter],
             },
             "wiredplus": {
                 **self.wiredplus.snapshot(times, refs),
@@ -173,6 +207,10 @@ class Control:
                 "duplicate_orders": sum(1 for v in order_creations.values() if v > 1),
                 "duplicate_events": sum(1 for v in event_creations.values() if v > 1),
                 "rejections": len(wp.rejections),
+                "bulk_requests": len(wp.bulk_requests),
+                "bulk_records": sum(n for n, _ in wp.bulk_requests),
+                "ratelimit_remaining": wp.ratelimit_remaining,
+                "latency": [wp.latency.seconds, wp.latency.jitter],
             },
         }
 
@@ -183,8 +221,14 @@ def build(args: argparse.Namespace) -> Sandbox:
         shopwired_rate_limit=args.rate_limit,
         bucket_size=args.bucket,
         leak_per_second=args.leak,
-        wiredplus_rate_limit=False,
+        wiredplus_rate_limit=args.wiredplus_enforce,
         hourly_limit=args.wiredplus_hourly_limit,
+        shopwired_latency=args.shopwired_latency,
+        wiredplus_latency=args.wiredplus_latency,
+        latency_jitter=args.jitter,
+        max_update_rows=args.max_update_rows,
+        bulk_enabled=not args.no_bulk,
+        bulk_cost=args.bulk_cost,
     )
     now = sb.clock.now()
     if args.orders:
@@ -209,7 +253,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--bucket", type=int, default=40)
     p.add_argument("--leak", type=float, default=2.0)
     p.add_argument("--wiredplus-hourly-limit", type=int, default=10_000_000,
-                   help="the hourly limit GetAccountInfo reports (not enforced)")
+                   help="the hourly limit GetAccountInfo reports")
+    p.add_argument("--wiredplus-enforce", action="store_true",
+                   help="answer 429 beyond the WiredPlus hourly limit")
+    p.add_argument("--shopwired-latency", type=float, default=0.0,
+                   help="seconds each ShopWired request takes (± --jitter)")
+    p.add_argument("--wiredplus-latency", type=float, default=0.0,
+                   help="seconds each WiredPlus request takes (± --jitter)")
+    p.add_argument("--jitter", type=float, default=0.0, help="latency jitter, seconds")
+    p.add_argument("--max-update-rows", type=int, default=50,
+                   help="WiredPlus BulkOrderUpdate records per request (GetAccountInfo)")
+    p.add_argument("--no-bulk", action="store_true",
+                   help="the WiredPlus account refuses BulkOrderUpdate (403)")
+    p.add_argument("--bulk-cost", choices=("request", "record"), default="request",
+                   help="BulkOrderUpdate costs one budget unit per request or per record")
     return p.parse_args(argv)
 
 

@@ -762,6 +762,26 @@ def sandbox(
     print_env: Annotated[
         bool, typer.Option("--print-env", help="Only print the export lines, serve nothing.")
     ] = False,
+    shopwired_latency: Annotated[
+        float, typer.Option(help="Seconds each ShopWired request takes (real APIs: ~0.15).")
+    ] = 0.0,
+    wiredplus_latency: Annotated[
+        float, typer.Option(help="Seconds each WiredPlus request takes (real APIs: ~0.2).")
+    ] = 0.0,
+    latency_jitter: Annotated[
+        float, typer.Option(help="± seconds of random jitter on each request's latency.")
+    ] = 0.0,
+    max_update_rows: Annotated[
+        int, typer.Option(help="WiredPlus BulkOrderUpdate records per request.")
+    ] = 50,
+    bulk: Annotated[
+        bool, typer.Option(help="Whether the WiredPlus account accepts BulkOrderUpdate "
+                                "(--no-bulk: refused with 403).")
+    ] = True,
+    bulk_cost: Annotated[
+        str, typer.Option(help="BulkOrderUpdate costs 'request' (one budget unit) or "
+                               "'record' (one per order).")
+    ] = "request",
 ) -> None:
     """Serve the ShopWired and WiredPlus simulators until interrupted."""
     from sync.service.demo import serve_sandbox
@@ -775,8 +795,17 @@ def sandbox(
         )
         return
 
+    if min(shopwired_latency, wiredplus_latency, latency_jitter) < 0:
+        raise _fail("latencies and jitter must be >= 0 seconds")
+    if bulk_cost not in ("request", "record") or max_update_rows < 1:
+        raise _fail("--bulk-cost must be request or record; --max-update-rows >= 1")
     serve_sandbox(orders=orders, seed=seed, activity=activity,
-                  ports=(port_shopwired, port_wiredplus), console=out)
+                  ports=(port_shopwired, port_wiredplus), console=out,
+                  options={"shopwired_latency": shopwired_latency,
+                           "wiredplus_latency": wiredplus_latency,
+                           "latency_jitter": latency_jitter,
+                           "max_update_rows": max_update_rows, "bulk_enabled": bulk,
+                           "bulk_cost": bulk_cost})
 
 
 @app.command()

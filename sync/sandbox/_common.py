@@ -9,6 +9,8 @@ import base64
 import binascii
 import json
 import math
+import random
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -155,14 +157,46 @@ def plan_faults(faults: Faults, clock: Clock) -> FaultPlan | None:
     return plan
 
 
+class Latency:
+    """A simulated API's own response time: ``seconds`` ± up to ``jitter`` per request.
+
+    Every request waits ``max(0, seconds + uniform(-jitter, +jitter))`` on the simulator's
+    clock before it is processed (so the mean is ``seconds``), outside any lock: requests
+    served concurrently (one thread per connection in :mod:`sync.sandbox.server`) wait at the
+    same time, as they would on a real API. Both fields may be changed while traffic flows.
+    Unlike :attr:`Faults.latency_seconds <sync.sandbox.faults.Faults.latency_seconds>` (a
+    fault, added on top, cleared by ``faults.clear()``), this is a property of the API. The
+    jitter comes from its own seeded rng, so it never shifts the fault decisions. Under a
+    ``FakeClock`` the wait just advances the fake time, once per request.
+    """
+
+    def __init__(self, seconds: float = 0.0, jitter: float = 0.0, *, seed: int = 0) -> None:
+        if seconds < 0 or jitter < 0:
+            raise ValueError("latency and jitter must be >= 0 seconds")
+        self.seconds = seconds
+        self.jitter = jitter
+        self._rng = random.Random(f"latency-{seed}")
+        self._lock = threading.Lock()
+
+    def draw(self) -> float:
+        """This request's wait, in seconds (0 when the latency is off)."""
+        if self.jitter <= 0:
+            return max(0.0, self.seconds)
+        with self._lock:
+            offset = self._rng.uniform(-self.jitter, self.jitter)
+        return max(0.0, self.seconds + offset)
+
+
 def apply_latency_and_timeout(
-    plan: FaultPlan | None, clock: Clock, request: httpx.Request
+    plan: FaultPlan | None, clock: Clock, request: httpx.Request, base_latency: float = 0.0
 ) -> None:
-    """Sleep the injected latency (outside any lock) and raise the injected timeout."""
+    """Sleep the API's own latency plus the injected one (outside any lock) and raise the
+    injected timeout."""
+    wait = base_latency + (plan.latency if plan is not None else 0.0)
+    if wait > 0:
+        clock.sleep(wait)
     if plan is None:
         return
-    if plan.latency > 0:
-        clock.sleep(plan.latency)
     if plan.timeout:
         raise httpx.ReadTimeout("sandbox: injected read timeout", request=request)
 

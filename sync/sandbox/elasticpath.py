@@ -97,6 +97,7 @@ import httpx
 from sync.clock import Clock, utc
 from sync.sandbox._common import (
     FaultPlan,
+    Latency,
     apply_latency_and_timeout,
     fault_response,
     json_response,
@@ -268,6 +269,8 @@ class ElasticPathSimulator:
       ``items``: order id → its ``order_item`` objects;
     * ``calls``: Counter of requests keyed ``"GET /v2/orders"``, ``"PUT /v2/orders/{id}"`` …;
       ``responses``: Counter by HTTP status; ``throttled``: number of 429 answers;
+    * ``latency``: the API's own response time (``latency`` ± ``jitter`` seconds per
+      request, before processing, outside the lock; :class:`~sync.sandbox._common.Latency`);
     * ``faults``: the :class:`~sync.sandbox.faults.Faults` switches;
     * ``rng``: the seeded random source of generated data and tokens.
     """
@@ -288,6 +291,8 @@ class ElasticPathSimulator:
         default_limit: int = DEFAULT_LIMIT,
         timestamp_digits: int = 3,
         currency: str = "GBP",
+        latency: float = 0.0,
+        jitter: float = 0.0,
     ) -> None:
         if token_shape not in ("flat", "data"):
             raise ValueError("token_shape must be 'flat' or 'data'")
@@ -308,6 +313,7 @@ class ElasticPathSimulator:
         self.timestamp_digits = timestamp_digits
         self.currency = currency
         self.faults = Faults(seed=seed)
+        self.latency = Latency(latency, jitter, seed=seed)
         self.rng = random.Random(seed)
         self.orders: dict[str, dict[str, Any]] = {}
         self.items: dict[str, list[dict[str, Any]]] = {}
@@ -670,7 +676,7 @@ class ElasticPathSimulator:
         with self._lock:
             self.calls[route] += 1
             plan = plan_faults(self.faults, self.clock)
-        apply_latency_and_timeout(plan, self.clock, request)
+        apply_latency_and_timeout(plan, self.clock, request, self.latency.draw())
         with self._lock:
             response = self._handle_locked(request, method, route, arg, plan)
             self.responses[response.status_code] += 1

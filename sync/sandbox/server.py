@@ -228,6 +228,11 @@ class Sandbox:
     ``sb.wiredplus_url`` end in ``/v1``. ``orders`` generated orders are added at
     construction, ``created`` spread over ``created_between`` (default: the 30 days before
     ``clock.now()``).
+
+    ``shopwired_latency`` / ``wiredplus_latency`` (seconds, ± ``latency_jitter``) make each
+    simulated API answer that slowly (see :class:`~sync.sandbox._common.Latency`; requests on
+    different connections wait concurrently). ``max_update_rows``, ``bulk_enabled`` and
+    ``bulk_cost`` configure WiredPlus ``BulkOrderUpdate`` (see :mod:`sync.sandbox.wiredplus`).
     """
 
     def __init__(
@@ -245,6 +250,12 @@ class Sandbox:
         wiredplus_rate_limit: bool = False,
         hourly_limit: int = 10000,
         stall_seconds: float = 30.0,
+        shopwired_latency: float = 0.0,
+        wiredplus_latency: float = 0.0,
+        latency_jitter: float = 0.0,
+        max_update_rows: int = 50,
+        bulk_enabled: bool = True,
+        bulk_cost: str = "request",
     ) -> None:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.seed = seed
@@ -257,12 +268,19 @@ class Sandbox:
             leak_per_second=leak_per_second,
             enforce_rate_limit=shopwired_rate_limit,
             retry_after_on_429=retry_after_on_429,
+            latency=shopwired_latency,
+            jitter=latency_jitter,
         )
         self.wiredplus = WiredPlusSimulator(
             clock=self.clock,
             seed=seed,
             hourly_limit=hourly_limit,
             enforce_rate_limit=wiredplus_rate_limit,
+            latency=wiredplus_latency,
+            jitter=latency_jitter,
+            max_update_rows=max_update_rows,
+            bulk_enabled=bulk_enabled,
+            bulk_cost=bulk_cost,
         )
         if orders:
             self.shopwired.generate_orders(orders, created_between=created_between)

@@ -78,6 +78,7 @@ import httpx
 from sync.clock import Clock, utc
 from sync.sandbox._common import (
     FaultPlan,
+    Latency,
     LeakyBucket,
     apply_latency_and_timeout,
     basic_credentials,
@@ -156,6 +157,8 @@ class ShopWiredSimulator:
     * ``calls``: Counter of every request received, keyed ``"GET /v1/orders"``,
       ``"GET /v1/orders/{id}"`` and so on; ``responses``: Counter by HTTP status;
       ``throttled``: number of 429 answers; ``reset_counters()`` zeroes all three;
+    * ``latency``: the API's own response time (``latency`` ± ``jitter`` seconds per
+      request, before processing, outside the lock; :class:`~sync.sandbox._common.Latency`);
     * ``faults``: the :class:`~sync.sandbox.faults.Faults` switches; ``shuffle_log`` lists
       what the ``shuffle_between_pages`` fault did, as ``("inserted"|"deleted", order_id)``;
     * ``generator``: the seeded :class:`~sync.sandbox.generator.OrderGenerator`.
@@ -173,6 +176,8 @@ class ShopWiredSimulator:
         retry_after_on_429: bool = True,
         seed: int = 0,
         statuses: Sequence[Mapping[str, Any]] | None = None,
+        latency: float = 0.0,
+        jitter: float = 0.0,
     ) -> None:
         self.clock = clock
         self.api_key = api_key
@@ -181,6 +186,7 @@ class ShopWiredSimulator:
         self.retry_after_on_429 = retry_after_on_429
         self.bucket = LeakyBucket(bucket_size, leak_per_second, clock)
         self.faults = Faults(seed=seed)
+        self.latency = Latency(latency, jitter, seed=seed)
         self.statuses: list[dict[str, Any]] = [
             dict(s) for s in (statuses if statuses is not None else DEFAULT_STATUSES)
         ]
@@ -416,7 +422,7 @@ class ShopWiredSimulator:
         with self._lock:
             self.calls[route] += 1
             plan = plan_faults(self.faults, self.clock)
-        apply_latency_and_timeout(plan, self.clock, request)
+        apply_latency_and_timeout(plan, self.clock, request, self.latency.draw())
         with self._lock:
             response = self._handle_locked(request, method, route, arg, plan)
             self.responses[response.status_code] += 1

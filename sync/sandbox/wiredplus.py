@@ -11,7 +11,10 @@ matched from ``/v1/`` on, whatever the host.
                              ``api_reference_id``
 ``POST /v1/CreateOrderEvent`` create/update one order event (docs 001); upsert by ``id``, else
                              by ``event_reference``
-``GET /v1/GetAccountInfo``   account and hourly rate-limit figures (notes A.9)
+``POST /v1/BulkOrderUpdate`` create/update up to ``max_update_rows`` orders in one request,
+                             one result per record (notes A.4; shape **unverified**, below)
+``GET /v1/GetAccountInfo``   account and hourly rate-limit figures (notes A.9), incl.
+                             ``max_update_rows``
 ===========================  ===============================================================
 
 Success: HTTP 200 ``{"id": <32-hex id>, "status": 200, "message": "Order created" | "Order
@@ -61,8 +64,43 @@ Choices where the documents are silent
   ``ratelimit_reset`` is the UNIX time the hour ends. With ``enforce_rate_limit`` a request
   beyond ``hourly_limit`` gets 429 with ``Retry-After`` (seconds to the reset) and is not
   counted. 401s are not counted. Injected faults (see :mod:`sync.sandbox.faults`) come first.
+* Latency: every request first waits ``latency`` ± ``jitter`` seconds (attribute ``latency``,
+  a :class:`~sync.sandbox._common.Latency`), outside the lock, so concurrent requests overlap.
 * Unknown methods → 404 ``{"status": 404, "error": "method: unknown API method"}``; wrong
   HTTP verb → 405.
+
+BulkOrderUpdate
+---------------
+The research notes say only: same fields as UpdateOrder, at most 50 orders per request,
+``max_update_rows`` in GetAccountInfo, one result per record. Everything else is this
+simulator's **assumption** (listed in docs/assumptions.md):
+
+* request: ``POST /v1/BulkOrderUpdate`` with ``{"orders": [<UpdateOrder body>, ...]}``, 1 to
+  ``max_update_rows`` (default 50) records; otherwise the whole request is answered 400
+  (``"orders: is required ..."``, ``"orders: at most 50 orders per request ..."``) and nothing
+  is stored.
+* each record follows UpdateOrder's validation and upsert rules exactly (upsert by ``id``,
+  else ``api_reference_id``; same stored shape, same ids), except that ``order_reference``
+  is optional (notes A.4). Records are processed in request order, so a reference repeated
+  within one request is created by the first and updated by the second. A rejected record
+  does not stop the others.
+* response: HTTP 200 ``{"status": 200, "message": "N orders processed: S stored, F failed",
+  "results": [...]}`` with exactly one result per record, **in request order** (no record
+  key is echoed: match by position): ``{"id": <32-hex>, "status": 200, "message": "Order
+  created" | "Order updated"}`` or ``{"status": 400 | 404, "error": "<field>: <why>"}``.
+* budget: ``bulk_cost="request"`` (default) charges one unit of the hourly limit per request,
+  ``"record"`` one per record; with ``enforce_rate_limit`` a request that does not fit
+  whole is answered 429 (``Retry-After``) and nothing is stored or charged.
+* ``bulk_enabled=False``: every BulkOrderUpdate is refused with ``bulk_refusal_status``
+  (403 default, or 404) and ``{"status": ..., "error": "BulkOrderUpdate: this feature is not
+  enabled for your account"}``; nothing is stored; the request is charged like any other
+  and is not a rejection. ``GetAccountInfo`` reports ``max_update_rows`` either way.
+* faults apply as to any request (latency, timeout, 429 storm, 5xx before processing; drop
+  after write when at least one record was stored).
+* records: accepted records appear in ``write_log`` as ``("UpdateOrder", ref, action)`` and
+  in ``order_creations`` exactly as single calls do; ``bulk_requests`` lists ``(records,
+  failed)`` per processed request; each rejected record is in ``rejections`` as
+  ``("BulkOrderUpdate", "orders[i]: <error>")``.
 """
 
 from __future__ import annotations
@@ -82,6 +120,7 @@ import httpx
 from sync.clock import Clock
 from sync.sandbox._common import (
     FaultPlan,
+    Latency,
     apply_latency_and_timeout,
     basic_credentials,
     fault_response,
@@ -149,6 +188,12 @@ _CURRENCY = re.compile(r"^[A-Z]{3}$")
 SYSTEM_DATE = "%Y-%m-%d %H:%M:%S"
 #: Custom fields the sandbox account has pre-defined: the names the docs' examples use.
 DEFAULT_CUSTOM_FIELDS: tuple[str, ...] = ("tracking_reference", "tracking_url", "Favorite Colour")
+
+
+DEFAULT_MAX_UPDATE_ROWS = 50
+#: How a BulkOrderUpdate request is charged to the hourly budget: one unit per request, or
+#: one per record (unverified: see the module docstring).
+BULK_COSTS = ("request", "record")
 
 
 class _Invalid(Exception):
@@ -274,7 +319,19 @@ class WiredPlusSimulator:
         seed: int = 0,
         account_name: str = "Sandbox Shop Ltd",
         custom_fields: Iterable[str] | None = DEFAULT_CUSTOM_FIELDS,
+        latency: float = 0.0,
+        jitter: float = 0.0,
+        max_update_rows: int = DEFAULT_MAX_UPDATE_ROWS,
+        bulk_enabled: bool = True,
+        bulk_refusal_status: int = 403,
+        bulk_cost: str = "request",
     ) -> None:
+        if max_update_rows < 1:
+            raise ValueError("max_update_rows must be >= 1")
+        if bulk_cost not in BULK_COSTS:
+            raise ValueError(f"bulk_cost must be one of {', '.join(BULK_COSTS)}")
+        if bulk_refusal_status not in (403, 404):
+            raise ValueError("bulk_refusal_status must be 403 or 404")
         self.clock = clock
         self.custom_fields = None if custom_fields is None else frozenset(custom_fields)
         self.api_user = api_user
@@ -283,6 +340,12 @@ class WiredPlusSimulator:
         self.enforce_rate_limit = enforce_rate_limit
         self.account_name = account_name
         self.faults = Faults(seed=seed + 1)
+        self.latency = Latency(latency, jitter, seed=seed + 1)
+        self.max_update_rows = max_update_rows
+        self.bulk_enabled = bulk_enabled
+        self.bulk_refusal_status = bulk_refusal_status
+        self.bulk_cost = bulk_cost
+        self.bulk_requests: list[tuple[int, int]] = []
         self._ids = random.Random(f"wiredplus-{seed}")
         self._lock = threading.RLock()
         self.orders: dict[str, dict[str, Any]] = {}
@@ -366,7 +429,7 @@ class WiredPlusSimulator:
         with self._lock:
             self.calls[label] += 1
             plan = plan_faults(self.faults, self.clock)
-        apply_latency_and_timeout(plan, self.clock, request)
+        apply_latency_and_timeout(plan, self.clock, request, self.latency.draw())
         with self._lock:
             response, wrote = self._handle_locked(request, method, name, plan)
             if wrote and self.faults.roll(self.faults.drop_after_write_rate):
@@ -375,9 +438,11 @@ class WiredPlusSimulator:
                     "sandbox: server disconnected without sending a response", request=request
                 )
             self.responses[response.status_code] += 1
-            if response.status_code in (400, 404) and name in (
+            refused_feature = name == "BulkOrderUpdate" and not self.bulk_enabled
+            if response.status_code in (400, 404) and not refused_feature and name in (
                 "UpdateOrder",
                 "CreateOrderEvent",
+                "BulkOrderUpdate",
             ):
                 try:
                     err = json.loads(response.content).get("error", "")
@@ -401,7 +466,8 @@ class WiredPlusSimulator:
             resp.headers["Retry-After"] = str(wait)
             return resp, False
         self._used += 1
-        routes = {"UpdateOrder": "POST", "CreateOrderEvent": "POST", "GetAccountInfo": "GET"}
+        routes = {"UpdateOrder": "POST", "CreateOrderEvent": "POST", "GetAccountInfo": "GET",
+                  "BulkOrderUpdate": "POST"}
         verb = routes.get(name)
         if verb is None:
             return _error(404, "method: unknown API method"), False
@@ -417,6 +483,8 @@ class WiredPlusSimulator:
                 raise _Invalid("body: not valid JSON") from None
             if not isinstance(body, dict):
                 raise _Invalid("body: must be a JSON object")
+            if name == "BulkOrderUpdate":
+                return self._bulk_order_update(body, reset)
             if name == "UpdateOrder":
                 return self._update_order(body), True
             return self._create_event(body), True
@@ -431,7 +499,7 @@ class WiredPlusSimulator:
             "ratelimit_remaining": max(0, self.hourly_limit - self._used),
             "ratelimit_reset": reset,
             "max_return_rows": 500,
-            "max_update_rows": 50,
+            "max_update_rows": self.max_update_rows,
             "number_of_contacts": len(self.contacts),
             "send_balance": 25000,
         }
@@ -603,3 +671,76 @@ class WiredPlusSimulator:
         self.events_by_ref[ref] = eid
         self.write_log.append(("CreateOrderEvent", ref, action))
         return json_response(200, {"id": eid, "status": 200, "message": message})
+
+    # ------------------------------------------------------------------ BulkOrderUpdate
+
+    def _bulk_order_update(self, body: dict[str, Any], reset: int) -> tuple[httpx.Response, bool]:
+        """``POST BulkOrderUpdate``: ``{"orders": [UpdateOrder body, ...]}`` (module docstring).
+
+        Called with the lock held, after the request was charged one unit of the hourly budget.
+        Returns (response, whether any record was stored).
+        """
+        if not self.bulk_enabled:
+            status = self.bulk_refusal_status
+            return _error(status, "BulkOrderUpdate: this feature is not enabled for your "
+                                  "account"), False
+        records = body.get("orders")
+        if records is None:
+            raise _Invalid("orders: is required (an array of orders)")
+        if not isinstance(records, list):
+            raise _Invalid("orders: must be an array of orders")
+        if not records:
+            raise _Invalid("orders: must contain at least one order")
+        if len(records) > self.max_update_rows:
+            raise _Invalid(
+                f"orders: at most {self.max_update_rows} orders per request (max_update_rows), "
+                f"got {len(records)}"
+            )
+        if self.bulk_cost == "record" and len(records) > 1:
+            extra = len(records) - 1
+            if self.enforce_rate_limit and self._used + extra > self.hourly_limit:
+                self._used -= 1  # refused whole: nothing is charged
+                wait = whole_seconds(reset - self.clock.now().timestamp())
+                resp = _error(
+                    429,
+                    f"ratelimit: {len(records)} records need {len(records)} of the hourly "
+                    f"limit of {self.hourly_limit} requests; "
+                    f"{max(0, self.hourly_limit - self._used)} left",
+                )
+                resp.headers["Retry-After"] = str(wait)
+                return resp, False
+            self._used += extra
+        results: list[dict[str, Any]] = []
+        failed = 0
+        for i, record in enumerate(records):
+            result = self._bulk_record(record, i)
+            if result["status"] != 200:
+                failed += 1
+                self.rejections.append(("BulkOrderUpdate", f"orders[{i}]: {result['error']}"))
+            results.append(result)
+        stored = len(records) - failed
+        self.bulk_requests.append((len(records), failed))
+        message = f"{len(records)} orders processed: {stored} stored, {failed} failed"
+        return json_response(200, {"status": 200, "message": message, "results": results}), \
+            stored > 0
+
+    def _bulk_record(self, record: Any, index: int) -> dict[str, Any]:
+        """One record of a bulk request: UpdateOrder's rules, its answer as a result entry."""
+        if not isinstance(record, dict):
+            return {"status": 400, "error": f"orders[{index}]: must be an object"}
+        # order_reference is optional on BulkOrderUpdate (notes A.4): validate as UpdateOrder
+        # with a stand-in, store without it.
+        missing_reference = record.get("order_reference") in (None, "")
+        body = dict(record, order_reference="-") if missing_reference else record
+        try:
+            response = self._update_order(body)
+        except _Invalid as exc:
+            return {"status": exc.status, "error": exc.error}
+        answer: dict[str, Any] = json.loads(response.content)
+        if missing_reference:
+            stored = self.orders[str(answer["id"])]
+            if "order_reference" in record:
+                stored["order_reference"] = record["order_reference"]
+            else:
+                stored.pop("order_reference", None)
+        return answer

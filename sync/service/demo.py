@@ -20,10 +20,11 @@ from __future__ import annotations
 import shutil
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from rich.console import Console
 from rich.table import Table
@@ -396,10 +397,12 @@ def serve_sandbox(
     activity: float,
     ports: tuple[int, int],
     console: Console,
+    options: Mapping[str, Any] | None = None,
 ) -> None:
     """Serve both simulators on fixed ports until Ctrl-C, printing how to point ordersync
-    at them (for trying the real daemon, webhooks or workers by hand)."""
-    sb = Sandbox(seed=seed, orders=0)
+    at them (for trying the real daemon, webhooks or workers by hand). ``options``: more
+    :class:`~sync.sandbox.server.Sandbox` keyword arguments (latency, BulkOrderUpdate)."""
+    sb = Sandbox(seed=seed, orders=0, **dict(options or {}))
     clock = sb.clock
     _build_shop(sb, orders, clock)
     from sync.sandbox.server import serve
