@@ -671,6 +671,7 @@ def webhook(
     from sync.ledger.store import Ledger
     from sync.logs import get_logger
     from sync.webhook import WebhookInbox, make_app
+    from sync.webhook.serve import BODY_TIMEOUT, quiet_asyncio_floods, server_options
 
     ledger = Ledger(settings.database_url)
     try:
@@ -683,12 +684,12 @@ def webhook(
             inbox=WebhookInbox(ledger), secret=secret.get_secret_value(), store=settings.store,
             clock=SystemClock(), log=get_logger("ordersync.webhook"),
             max_body=settings.webhook_max_body, replay_window=settings.webhook_replay_window,
-            source=settings.source,
+            source=settings.source, body_timeout=BODY_TIMEOUT,
         )
+        quiet_asyncio_floods()
         uvicorn.run(
             receiver, host=host or settings.webhook_host, port=port or settings.webhook_port,
-            lifespan="on", access_log=False, log_config=None, server_header=False,
-            timeout_graceful_shutdown=5,
+            **server_options(),
         )
     finally:
         ledger.dispose()

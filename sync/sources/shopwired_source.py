@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sync.domain.models import SourceOrder, SourceStatus
-from sync.domain.parse_shopwired import SOURCE, parse_shopwired_order
+from sync.domain.parse_shopwired import SOURCE, order_id_of, parse_shopwired_order
 from sync.domain.windows import Window
 from sync.sources.shopwired import ShopWiredClient
 
@@ -40,14 +40,17 @@ class ShopWiredSource:
         yield from self.client.iter_orders_in_window(window.start, window.end, archived=True)
 
     def fetch_by_ids(self, order_ids: Sequence[str]) -> list[Any]:
-        ids = [int(i) for i in order_ids if str(i).isdecimal()]
+        # Only valid ids reach ShopWired: a malformed one (e.g. from a webhook) would make it
+        # answer 400 for the whole batch.
+        ids = [int(v) for v in (order_id_of(i) for i in order_ids) if v is not None]
         return self.client.get_orders_by_ids(ids) if ids else []
 
     def exists(self, order_id: str) -> bool:
         """False only when ShopWired answers 404 for this order (a confirmed deletion)."""
-        if not str(order_id).isdecimal():
+        valid = order_id_of(order_id)
+        if valid is None:
             return False
-        return self.client.get_order(int(order_id), fields=("id",)) is not None
+        return self.client.get_order(int(valid), fields=("id",)) is not None
 
     def count_created(self, window: Window) -> int:
         return sum(
@@ -58,11 +61,9 @@ class ShopWiredSource:
         )
 
     def raw_id(self, raw: Any) -> str | None:
-        if isinstance(raw, Mapping):
-            v = raw.get("id")
-            if isinstance(v, int | str) and not isinstance(v, bool) and str(v).strip():
-                return str(v).strip()[:64]
-        return None
+        """The record's order id when it is a valid ShopWired id (a positive integer), else
+        None (the ingest dead-letters such a record; nothing is truncated)."""
+        return order_id_of(raw.get("id")) if isinstance(raw, Mapping) else None
 
     def parse(self, raw: Any) -> SourceOrder:
         return parse_shopwired_order(raw)
