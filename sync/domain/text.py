@@ -7,8 +7,9 @@ in it:
 * is valid Unicode that encodes to UTF-8 (a lone surrogate such as ``"\\ud800"``, which JSON
   allows, becomes U+FFFD; ``str.encode`` and PostgreSQL would otherwise fail on it);
 * holds no NUL (PostgreSQL text cannot store it) and no other C0/C1 control character or
-  DEL: tab, newline and carriage return become a space, the rest are dropped (an ESC or CSI
-  could drive the operator's terminal when the text is printed);
+  DEL: tab, newline and carriage return become a space, the rest become U+FFFD (an ESC or
+  CSI could drive the operator's terminal when the text is printed). Nothing is deleted, so
+  ``"12\x003"`` can never turn into another valid id ``"123"``;
 
 and the structure is at most :data:`MAX_DEPTH` levels deep (deeper containers are replaced by
 ``None``: nothing real nests that far, and recursion on them would crash the caller).
@@ -33,13 +34,14 @@ REPLACEMENT: Final = "\ufffd"
 
 
 def clean_text(text: str) -> str:
-    """``text`` with lone surrogates replaced by U+FFFD, tab/newline/CR as spaces and every
-    other control character (NUL, ESC, DEL, C1) removed. Idempotent."""
+    """``text`` with lone surrogates and every control character other than tab, newline
+    and CR (NUL, ESC, DEL, C1) replaced by U+FFFD, and tab/newline/CR by a space. Same
+    length as ``text``; idempotent."""
     if text.isprintable():  # the common case: nothing to do
         return text
     text = _SURROGATE.sub(REPLACEMENT, text)
     text = _SPACE_LIKE.sub(" ", text)
-    return _CONTROL.sub("", text)
+    return _CONTROL.sub(REPLACEMENT, text)
 
 
 def clean_json(value: Any, max_depth: int = MAX_DEPTH) -> Any:

@@ -8,7 +8,11 @@ from typing import Any
 from sync.domain.models import SourceOrder, SourceStatus
 from sync.domain.parse_shopwired import SOURCE, order_id_of, parse_shopwired_order
 from sync.domain.windows import Window
+from sync.errors import FatalError
+from sync.logs import get_logger
 from sync.sources.shopwired import ShopWiredClient
+
+log = get_logger("ordersync.shopwired")
 
 
 class ShopWiredSource:
@@ -43,14 +47,35 @@ class ShopWiredSource:
         # Only valid ids reach ShopWired: a malformed one (e.g. from a webhook) would make it
         # answer 400 for the whole batch.
         ids = [int(v) for v in (order_id_of(i) for i in order_ids) if v is not None]
-        return self.client.get_orders_by_ids(ids) if ids else []
+        return self._by_ids(ids) if ids else []
+
+    def _by_ids(self, ids: list[int]) -> list[Any]:
+        """``ids=`` read; if ShopWired rejects the batch as invalid (400), the halves are read
+        apart, so one id it refuses costs only itself (dropped, with a warning), never the
+        other orders of the batch or the pass."""
+        try:
+            return self.client.get_orders_by_ids(ids)
+        except FatalError as exc:
+            if exc.status != 400:
+                raise
+            if len(ids) == 1:
+                log.warning("order.id_rejected", source=SOURCE, order_id=str(ids[0]),
+                            status=400)
+                return []
+        half = len(ids) // 2
+        return self._by_ids(ids[:half]) + self._by_ids(ids[half:])
 
     def exists(self, order_id: str) -> bool:
         """False only when ShopWired answers 404 for this order (a confirmed deletion)."""
         valid = order_id_of(order_id)
         if valid is None:
             return False
-        return self.client.get_order(int(valid), fields=("id",)) is not None
+        try:
+            return self.client.get_order(int(valid), fields=("id",)) is not None
+        except FatalError as exc:
+            if exc.status != 400:
+                raise
+            return True  # refused, not confirmed deleted
 
     def count_created(self, window: Window) -> int:
         return sum(
