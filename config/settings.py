@@ -47,7 +47,9 @@ from sqlalchemy.exc import ArgumentError
 
 from sync.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(
+    r"^\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE
+)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 MIN_LEASE = timedelta(seconds=90)
 """The WiredPlus client waits at most 30 s for its rate budget, then 10 s to connect and 30 s to
@@ -84,7 +86,7 @@ def parse_duration(value: Any) -> Any:
         if m:
             unit = (m.group(2) or "s").lower()
             seconds = float(m.group(1)) * _UNIT_SECONDS[unit]
-            if not math.isfinite(seconds) or seconds > 1000 * 365 * _DAY:
+            if not math.isfinite(seconds) or abs(seconds) > 1000 * 365 * _DAY:
                 raise ValueError("is far too large for a duration")
             return timedelta(seconds=seconds)
     return value
@@ -614,6 +616,10 @@ def load_settings(**overrides: Any) -> Settings:
             allowed = _allowed_range(fields[field]) if field in fields else None
             if allowed and err.get("type") in _RANGE_ERRORS:
                 msg = f"{msg} (allowed: {allowed})"
+            if field in DURATION_RANGES and str(err.get("type", "")).startswith("time_delta"):
+                low, high = DURATION_RANGES[field]
+                msg = (f"is not a duration such as 90s, 15m, 24h or 7d (allowed: "
+                       f"{_seconds_text(low)} to {_seconds_text(high)})")
             problems.append(f"{name}: {msg}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
 
