@@ -207,7 +207,7 @@ class Settings(BaseSettings):
     poll_interval: float = _env(
         "ORDERSYNC_POLL_INTERVAL",
         60.0,
-        "Seconds between two passes of `ordersync run` (1 to 86400).",
+        "Seconds between two passes of `ordersync run`.",
         ge=1,
         le=86400,
         allow_inf_nan=False,
@@ -218,10 +218,9 @@ class Settings(BaseSettings):
     start_date: datetime | None = _env(
         "ORDERSYNC_START_DATE",
         None,
-        "Where the very first run starts reading (ISO date/time, UTC; not in the future). "
-        "Default: 30 days before the first pass, fixed then. Orders created earlier are never "
-        "imported, whichever way they are found (`ordersync backfill --since` imports history "
-        "on purpose).",
+        "Where the very first run starts reading (ISO date/time, UTC). Default: 30 days before "
+        "the first pass, fixed then. Orders created earlier are never imported, whichever way "
+        "they are found (`ordersync backfill --since` imports history on purpose).",
     )
     status_map: Path | None = _env(
         "ORDERSYNC_STATUS_MAP", None, "TOML file overriding the default status map."

@@ -31,7 +31,7 @@ from typer.core import TyperGroup
 
 from config.settings import Settings, load_settings
 from sync.domain.text import clean_text
-from sync.errors import FatalError, SkippableError
+from sync.errors import FatalError, SkippableError, SyncError
 
 
 def _one_line(message: str, limit: int = 1000) -> str:
@@ -231,8 +231,10 @@ def poll(
     except typer.Exit:
         raise
     except Exception as exc:
-        rt.log.error("pass.failed", error=f"{type(exc).__name__}: {exc}"[:500])
-        raise _fail(f"pass failed: {type(exc).__name__}: {exc}", code=1) from None
+        text = (f"{type(exc).__name__}: {exc}" if isinstance(exc, SyncError)
+                else _unexpected(exc))
+        rt.log.error("pass.failed", error=text[:500])
+        raise _fail(f"pass failed: {text}", code=1) from None
     finally:
         rt.close()
     counts = rt.ledger.counts(settings.store)

@@ -65,6 +65,8 @@ def mask_text(text: str) -> str:
 
 _ID_KEYS = re.compile(r"(^|_)(id|ids|ref|refs|reference|event|at|timestamp|window_\w+)$", re.I)
 _BODY_KEYS = re.compile(r"(^|_)(body|response|response_text|content|payload_text)$", re.I)
+_SQL_PARAMS = re.compile(r"\[parameters: .*?\](?=\s*(?:\(Background|$))", re.S)
+"""SQLAlchemy puts a failed statement's bound values (order data) in its error text."""
 
 
 def _mask(key: str, value: Any) -> Any:
@@ -73,7 +75,7 @@ def _mask(key: str, value: Any) -> Any:
     if _PII_KEYS.search(key) and value is not None:
         return "***"
     if isinstance(value, str):
-        value = clean_text(value)
+        value = _SQL_PARAMS.sub("[parameters: …]", clean_text(value))
         if _BODY_KEYS.search(key):  # an API body: its error fields only, redacted
             return api_error_excerpt(value)
         if _ID_KEYS.search(key):  # ids and timestamps are digits, not phone numbers
