@@ -7,6 +7,7 @@ from typing import Any
 
 from sync.domain.models import SourceOrder, SourceStatus
 from sync.domain.parse_shopwired import SOURCE, order_id_of, parse_shopwired_order
+from sync.domain.text import clean_text
 from sync.domain.windows import Window
 from sync.errors import FatalError
 from sync.logs import get_logger
@@ -28,10 +29,10 @@ class ShopWiredSource:
         for raw in self.client.order_statuses():
             if isinstance(raw, Mapping) and raw.get("id") is not None:
                 out.append(
-                    SourceStatus(
-                        id=str(raw["id"]),
-                        name=str(raw.get("name") or ""),
-                        type=str(raw.get("type") or "custom").lower(),
+                    SourceStatus(  # made safe like order text (no NUL, escapes, surrogates)
+                        id=clean_text(str(raw["id"]))[:64],
+                        name=clean_text(str(raw.get("name") or ""))[:100],
+                        type=clean_text(str(raw.get("type") or "custom")).lower()[:32],
                     )
                 )
         return out
