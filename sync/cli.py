@@ -850,8 +850,10 @@ def sandbox(
         )
         return
 
+    # The sandbox and the demo print only text of their own (the generator's data), so
+    # their console keeps rich markup for its styling.
     serve_sandbox(orders=orders, seed=seed, activity=activity,
-                  ports=(port_shopwired, port_wiredplus), console=out)
+                  ports=(port_shopwired, port_wiredplus), console=Console())
 
 
 @app.command()
@@ -869,7 +871,8 @@ def demo(
     if source not in ("shopwired", "elasticpath"):
         raise _fail("--source must be shopwired or elasticpath")
     with _friendly():
-        code = run_demo(orders=orders, passes=passes, seed=seed, console=out, source=source)
+        code = run_demo(orders=orders, passes=passes, seed=seed, console=Console(),
+                        source=source)
     raise typer.Exit(code)
 
 
