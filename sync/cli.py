@@ -497,6 +497,8 @@ def check() -> None:
     """Check configuration, credentials and reachability of both APIs."""
     settings = _settings()
     ok = True
+    with _friendly():  # "valid" only when the daemon would start with it
+        settings.require_credentials()
     out.print(_mark(True, "configuration is valid"))
     rt = _runtime(settings)
     def probe_database() -> str:

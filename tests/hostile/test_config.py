@@ -128,8 +128,21 @@ def test_row11_env_example_copied_as_is_is_valid(tmp_path: Path) -> None:
     from sync.service.runtime import load_status_map
 
     load_status_map(settings)  # was: "cannot read . (Is a directory)"
+    # As copied (no credentials yet): `check` does not call it valid.
     result = CliRunner().invoke(app, ["check"])
-    assert "configuration is valid" in result.output
+    line = _one_line_exit_2(result, "SHOPWIRED_API_KEY")
+    assert "configuration is valid" not in result.output and "missing" in line
+    # Credentials filled in, everything else as in the example: valid, and no blank value
+    # is read as a path.
+    text = (tmp_path / ".env").read_text()
+    for name in ("SHOPWIRED_API_KEY", "SHOPWIRED_API_SECRET", "WIREDPLUS_API_USER",
+                 "WIREDPLUS_API_KEY"):
+        text = text.replace(f"\n{name}=\n", f"\n{name}=x\n")
+    text = text.replace("https://api.ecommerceapi.uk/v1", "http://127.0.0.1:9/v1")
+    text = text.replace("https://api.wiredplus.com/v1", "http://127.0.0.1:9/v1")
+    (tmp_path / ".env").write_text(text)
+    result = CliRunner().invoke(app, ["check"])
+    assert "configuration is valid" in result.output, result.output
     assert "cannot read" not in result.output and "Traceback" not in result.output
     assert "ORDERSYNC_STATUS_MAP" not in result.output
 
