@@ -10,8 +10,12 @@ One order never blocks the others: any failure while parsing, mapping or hashing
 records that order as ``skipped`` — a dead letter with the reason and the raw id — and the
 rest of the page goes on. If storing the page fails on the data (not on the connection), the
 page is stored again order by order, and an order that still cannot be stored is
-dead-lettered the same way. A record whose id is not valid for its source (ShopWired: a
-positive integer; Elastic Path: a UUID-like token) is dead-lettered under a display id: the
+dead-lettered the same way; if even its dead letter cannot be written (or the database itself
+is the problem), the page fails and is read again — an order is never dropped without a
+trace.
+
+A record whose id is not valid for its source (ShopWired: a positive integer; Elastic Path:
+a UUID-like token) is dead-lettered under a display id: the
 id itself when it is short, safe text, else ``sha256:<24 hex>`` of it — never a silently
 truncated id that could collide with another order. An order listed twice in one page is
 logged once (``order.duplicate_in_page``); its last copy is used.
@@ -26,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.exc import DataError, IntegrityError, ProgrammingError, StatementError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from sync.domain.events import KnownState, decide_events, known_state
 from sync.domain.freshness import refresh_due
@@ -52,8 +56,8 @@ MAX_DISPLAY_ID = 64
 #: (``OperationalError``, which still fails the page): only these make a page be stored
 #: again order by order.
 _DATA_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError, TypeError, ArithmeticError, UnicodeError, LookupError,
-    DataError, IntegrityError, ProgrammingError,
+    ValueError, TypeError, ArithmeticError, UnicodeError, LookupError, DataError,
+    IntegrityError,
 )
 
 
@@ -237,15 +241,10 @@ class Ingestor:
                     raise
                 failed = _Prepared(ref, p.order_id, None, None, None, None,
                                    f"could not be stored ({type(exc).__name__})")
-                try:
-                    part = self._store({ref: failed}, now=now, allow_events=allow_events,
-                                       not_before=not_before)
-                except Exception as again:
-                    if not _is_data_error(again):
-                        raise
-                    self.log.error("order.unstorable", store=self.store, ref=ref,
-                                   error=type(again).__name__)
-                    part = IngestResult(seen=1, skipped=1)
+                # If even the dead letter cannot be written, the page fails (and is read
+                # again): an order is never dropped without a trace in the ledger.
+                part = self._store({ref: failed}, now=now, allow_events=allow_events,
+                                   not_before=not_before)
             result.add(part)  # counts and the newest cursor date
             result.to_push.extend(part.to_push)
             result.seen_ids |= part.seen_ids

@@ -161,3 +161,21 @@ def test_a_store_failure_of_one_order_dead_letters_it_and_the_page_commits(
     assert rows[victim].last_error == "could not be stored (DataError)"
     assert sum(r.state == OrderState.SYNCED for r in rows.values()) == 5
     assert rig.ledger.get_cursor(rig.store, WATERMARK) is not None
+
+
+def test_when_nothing_can_be_stored_the_pass_fails_instead_of_dropping_orders(
+    make_rig: Any,
+) -> None:
+    """If even the dead letter cannot be written, the page fails and the watermark stays:
+    the orders are read again next pass, never dropped without a trace."""
+    rig: Rig = make_rig(orders=4)
+    ledger = rig.rt.poller.ingestor.ledger
+
+    def log(*_: Any, **__: Any) -> None:
+        raise DataError("INSERT", {}, ValueError("the database refuses everything"))
+
+    ledger.log = log  # type: ignore[method-assign]
+    with pytest.raises(DataError):
+        rig.rt.poller.run_pass()
+    assert rig.ledger.get_cursor(rig.store, WATERMARK) is None
+    assert rig.orders() == {}
