@@ -8,7 +8,8 @@ with a non-empty reason; every webhook body is answered 200 (or 413 when over th
 limit) — never 500, never 503.
 
 ``make test`` runs a small number of examples; the 10,000-order run is marked ``slow`` and
-records its figures in ``tests/hostile/last_fuzz.json`` (quoted in RELIABILITY.md):
+records its figures in ``tests/hostile/last_fuzz.json`` (quoted in RELIABILITY.md; that run
+is derandomized, so the same code gives the same figures):
 ``HOSTILE_FUZZ_RECORD=1 .venv/bin/pytest -q -m slow tests/hostile/test_fuzz.py``.
 """
 
@@ -224,7 +225,7 @@ def _check_page(ing: Ingestor, source: str, page: list[Any], figures: Figures) -
 
 
 def _run_ingest_fuzz(ingestors: dict[str, Ingestor], pages: int, figures: Figures) -> None:
-    @settings(max_examples=pages, database=None, deadline=None,
+    @settings(max_examples=pages, database=None, deadline=None, derandomize=pages >= SLOW_PAGES,
               suppress_health_check=list(HealthCheck))
     @given(data=st.data())
     def fuzz(data: Any) -> None:
@@ -275,6 +276,7 @@ def _run_webhook_fuzz(ledger: Ledger, bodies: int, figures: Figures) -> None:
             for s in ("shopwired", "elasticpath")}
 
     @settings(max_examples=bodies, database=None, deadline=None,
+              derandomize=bodies >= SLOW_BODIES,
               suppress_health_check=list(HealthCheck))
     @given(case=webhook_body())
     def fuzz(case: tuple[str, bytes]) -> None:
@@ -323,7 +325,7 @@ def test_fuzz_10000_orders(ingestors: dict[str, Ingestor], tmp_path: Path) -> No
     if os.environ.get("HOSTILE_FUZZ_RECORD"):
         RESULT_FILE.write_text(json.dumps({
             "orders": orders,
-            "by_source": dict(figures.cases),
+            "by_source": {k: v for k, v in figures.cases.items() if k != "webhook"},
             "crashes": sum(figures.crashes.values()),
             "dead_letters": dict(figures.dead_letters),
             "stored": dict(figures.stored),
