@@ -65,7 +65,7 @@ def mask_text(text: str) -> str:
 
 _ID_KEYS = re.compile(r"(^|_)(id|ids|ref|refs|reference|event|at|timestamp|window_\w+)$", re.I)
 _BODY_KEYS = re.compile(r"(^|_)(body|response|response_text|content|payload_text)$", re.I)
-_SQL_PARAMS = re.compile(r"\[parameters: .*?\](?=\s*(?:\(Background|$))", re.S)
+_SQL_PARAMS = re.compile(r"\[parameters:.*?(?:\](?=\s*(?:\(Background|$))|\Z)", re.S)
 """SQLAlchemy puts a failed statement's bound values (order data) in its error text."""
 
 

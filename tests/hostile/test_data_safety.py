@@ -185,3 +185,17 @@ def test_no_command_interprets_data_as_markup_or_escapes(make_rig: Any, db_url: 
     missing = CliRunner().invoke(app, ["show", "[/]nope\x1b[2J"], env=env)
     assert missing.exit_code == 1
     assert len(missing.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("error", [
+    "IntegrityError: dup [SQL: INSERT INTO t VALUES (?)]\n[parameters: ('Jane Doe', "
+    "'10 Acacia Avenue')]\n(Background on this error at: https://sqlalche.me/e/21/gkpj)",
+    "OperationalError: gone [SQL: SELECT a] [parameters: {'ref': 'Jane Doe', 'b': '10 Aca",
+])
+def test_sql_parameters_never_reach_a_log_line(error: str) -> None:
+    """A database error's text carries the statement's bound values (order data), even when
+    the caller cut it short."""
+    from sync.logs import redact
+
+    line = redact(None, "error", {"error": error})["error"]
+    assert "Jane" not in line and "Acacia" not in line and "[parameters: …]" in line
