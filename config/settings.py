@@ -4,61 +4,130 @@ Every secret may instead be given as ``NAME_FILE`` (a path whose content is the 
 Docker-secrets convention. Bad or missing configuration becomes one :class:`ConfigError` whose
 message names the variable — never a traceback, never the offending value (it may be a secret).
 
+A blank value (``NAME=`` or only spaces, as in ``.env.example``) means *unset*: the default
+applies. Numbers and durations have an allowed range, named in the error when a value is
+outside it; ``DATABASE_URL``, ``REDIS_URL`` and ``ORDERSYNC_STATUS_MAP`` are checked when the
+settings are loaded (URL shape; the status map file readable, UTF-8, TOML), so ``ordersync
+check`` never calls a configuration valid that the daemon then refuses.
+
 The environment variable names are part of the public interface; ``docs/configuration.md`` is
 generated from this model (``ordersync config-docs``) and a test keeps the two in step.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import tomllib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    DotEnvSettingsSource,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from pydantic_settings.exceptions import SettingsError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from sync.errors import ConfigError
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE)
+_DURATION = re.compile(
+    r"^\s*([-+]?\d+(?:\.\d+)?(?:e[-+]?\d+)?)\s*(s|sec|m|min|h|d)?\s*$", re.IGNORECASE
+)
 _UNIT_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 MIN_LEASE = timedelta(seconds=90)
 """The WiredPlus client waits at most 30 s for its rate budget, then 10 s to connect and 30 s to
 read (``sync.httpclient.DEFAULT_TIMEOUT``): a lease shorter than that could expire mid-call."""
 
 
+_DAY = 86400
+#: Allowed range of each duration setting, in seconds (inclusive).
+DURATION_RANGES: dict[str, tuple[float, float]] = {
+    "first_sight_event_window": (0, 365 * _DAY),
+    "window_overlap": (0, 7 * _DAY),
+    "settle_delay": (0, _DAY),
+    "refresh_horizon": (3600, 3650 * _DAY),
+    "retry_base": (1, 3600),
+    "lease": (MIN_LEASE.total_seconds(), _DAY),
+    "webhook_replay_window": (60, 30 * _DAY),
+    "audit_interval": (0, 30 * _DAY),
+}
+
+
+def _seconds_text(seconds: float) -> str:
+    for unit, size in (("d", _DAY), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
 def parse_duration(value: Any) -> Any:
-    """Accept ``3600``, ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` or ISO-8601 (``PT24H``)."""
+    """Accept ``3600``, ``"90s"``, ``"15m"``, ``"24h"``, ``"7d"`` or ISO-8601 (``PT24H``).
+
+    A number too large for any duration (``99999999999d``) is a ``ValueError``."""
     if isinstance(value, str):
         m = _DURATION.match(value)
         if m:
             unit = (m.group(2) or "s").lower()
-            return timedelta(seconds=float(m.group(1)) * _UNIT_SECONDS[unit])
+            seconds = float(m.group(1)) * _UNIT_SECONDS[unit]
+            if not math.isfinite(seconds) or abs(seconds) > 1000 * 365 * _DAY:
+                raise ValueError("is far too large for a duration")
+            return timedelta(seconds=seconds)
     return value
 
 
+def _blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
+def _read_setting_file(name: str, path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            f"{name}_FILE points to a file that cannot be read ({exc.strerror or 'unreadable'})"
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{name}_FILE points to a file that is not UTF-8 text") from None
+
+
 class _FileAwareEnvSource(EnvSettingsSource):
-    """Environment source that also honours ``NAME_FILE`` for every setting."""
+    """Environment source that also honours ``NAME_FILE`` for every setting; a blank value
+    (of ``NAME`` or ``NAME_FILE``) counts as unset."""
 
     def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
         value, key, is_complex = super().get_field_value(field, field_name)
+        if _blank(value):
+            value = None
         if value is None and field.alias:
             path = os.environ.get(f"{field.alias}_FILE")
-            if path:
-                try:
-                    value = Path(path).read_text(encoding="utf-8").strip()
-                except OSError as exc:
-                    raise ConfigError(
-                        f"{field.alias}_FILE points to a file that cannot be read ({exc.strerror})"
-                    ) from None
+            if path is not None and path.strip():
+                value = _read_setting_file(field.alias, path.strip()) or None
         return value, key, is_complex
+
+
+class _BlankIsUnsetDotEnvSource(DotEnvSettingsSource):
+    """``.env`` source where ``NAME=`` (blank) counts as unset, as in ``.env.example``."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        value, key, is_complex = super().get_field_value(field, field_name)
+        return (None if _blank(value) else value), key, is_complex
 
 
 def _env(name: str, default: Any = ..., description: str = "", **kw: Any) -> Any:
@@ -69,7 +138,11 @@ class Settings(BaseSettings):
     """Every knob of ordersync. The alias of each field is its environment variable."""
 
     model_config = SettingsConfigDict(
-        env_file=".env", env_file_encoding="utf-8", extra="ignore", populate_by_name=True
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+        env_ignore_empty=True,
     )
 
     source: Literal["shopwired", "elasticpath"] = _env(
@@ -108,7 +181,12 @@ class Settings(BaseSettings):
         "ELASTICPATH_CLIENT_SECRET", None, "Elastic Path client secret. Secret."
     )
     elasticpath_rate: float = _env(
-        "ELASTICPATH_RATE", 20.0, "Elastic Path calls per second (stores allow 25–100).", gt=0
+        "ELASTICPATH_RATE",
+        20.0,
+        "Elastic Path calls per second (stores allow 25–100).",
+        gt=0,
+        le=10000,
+        allow_inf_nan=False,
     )
     elasticpath_write_back_external_ref: bool = _env(
         "ELASTICPATH_WRITE_BACK_EXTERNAL_REF",
@@ -127,7 +205,12 @@ class Settings(BaseSettings):
         "Celery broker. Unset = embedded mode: pushes run in-process, no broker needed.",
     )
     poll_interval: float = _env(
-        "ORDERSYNC_POLL_INTERVAL", 60.0, "Seconds between two passes of `ordersync run`.", gt=0
+        "ORDERSYNC_POLL_INTERVAL",
+        60.0,
+        "Seconds between two passes of `ordersync run`.",
+        ge=1,
+        le=86400,
+        allow_inf_nan=False,
     )
     currency: str = _env(
         "ORDERSYNC_CURRENCY", "GBP", "ISO-4217 currency of the shop (ShopWired has no field)."
@@ -176,6 +259,7 @@ class Settings(BaseSettings):
         20,
         "ShopWired calls (50 orders each) a pass may spend refreshing open orders.",
         ge=0,
+        le=100000,
     )
     refresh_horizon: timedelta = _env(
         "ORDERSYNC_REFRESH_HORIZON",
@@ -190,13 +274,19 @@ class Settings(BaseSettings):
         le=40,
     )
     shopwired_rate: float = _env(
-        "ORDERSYNC_SHOPWIRED_RATE", 2.0, "ShopWired calls per second (server drains 2/s).", gt=0
+        "ORDERSYNC_SHOPWIRED_RATE",
+        2.0,
+        "ShopWired calls per second (server drains 2/s).",
+        gt=0,
+        le=10000,
+        allow_inf_nan=False,
     )
     wiredplus_hourly_limit: int = _env(
         "ORDERSYNC_WIREDPLUS_HOURLY_LIMIT",
         5000,
         "WiredPlus calls per hour until GetAccountInfo tells the real budget.",
         ge=1,
+        le=1_000_000_000,
     )
     max_attempts: int = _env(
         "ORDERSYNC_MAX_ATTEMPTS",
@@ -204,6 +294,7 @@ class Settings(BaseSettings):
         "Delivery attempts before an order/event is dead-lettered (~27 h with the default "
         "schedule).",
         ge=1,
+        le=1000,
     )
     retry_base: timedelta = _env(
         "ORDERSYNC_RETRY_BASE",
@@ -244,7 +335,11 @@ class Settings(BaseSettings):
         "24 h).",
     )
     webhook_max_body: int = _env(
-        "ORDERSYNC_WEBHOOK_MAX_BODY", 262144, "Largest webhook body accepted (bytes).", ge=1024
+        "ORDERSYNC_WEBHOOK_MAX_BODY",
+        262144,
+        "Largest webhook body accepted (bytes).",
+        ge=1024,
+        le=64 * 1024 * 1024,
     )
     audit_interval: timedelta = _env(
         "ORDERSYNC_AUDIT_INTERVAL",
@@ -327,6 +422,73 @@ class Settings(BaseSettings):
             )
         return v
 
+    @field_validator(*DURATION_RANGES)
+    @classmethod
+    def _duration_in_range(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        low, high = DURATION_RANGES[str(info.field_name)]
+        if not low <= v.total_seconds() <= high:
+            raise ValueError(
+                f"must be between {_seconds_text(low)} and {_seconds_text(high)}"
+            )
+        return v
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, v: str) -> str:
+        try:
+            url = make_url(v.strip())
+        except (ArgumentError, ValueError):
+            url = None
+        if url is None or url.get_backend_name() not in ("sqlite", "postgresql"):
+            raise ValueError(
+                "must be a SQLAlchemy URL such as sqlite:///./ordersync.db or "
+                "postgresql+psycopg://user:password@host:5432/ordersync"
+            )
+        return v.strip()
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.strip()
+        try:
+            parts = urlsplit(v)
+            ok = (parts.scheme in ("redis", "rediss") and bool(parts.hostname)
+                  and (parts.port is None or parts.port > 0)) or (
+                parts.scheme == "unix" and bool(parts.path)
+            )
+        except ValueError:  # e.g. a port that is not a number
+            ok = False
+        if not ok:
+            raise ValueError(
+                "must be a Redis URL such as redis://localhost:6379/0 (or unset for embedded "
+                "mode)"
+            )
+        return v
+
+    @field_validator("status_map", mode="before")
+    @classmethod
+    def _status_map_blank(cls, v: Any) -> Any:
+        return None if _blank(v) else v
+
+    @field_validator("status_map")
+    @classmethod
+    def _status_map_readable(cls, v: Path | None) -> Path | None:
+        if v is None:
+            return None
+        try:
+            text = v.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValueError(f"cannot read that file ({exc.strerror or 'unreadable'})") from None
+        except UnicodeDecodeError:
+            raise ValueError("that file is not UTF-8 text") from None
+        try:
+            tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"that file is not valid TOML ({exc})") from None
+        return v
+
     @field_validator("start_date", mode="before")
     @classmethod
     def _start_date(cls, v: Any) -> Any:
@@ -341,9 +503,16 @@ class Settings(BaseSettings):
     @field_validator("start_date")
     @classmethod
     def _aware(cls, v: datetime | None) -> datetime | None:
-        if v is not None and v.tzinfo is None:
-            return v.replace(tzinfo=UTC)
-        return v.astimezone(UTC) if v is not None else None
+        if v is None:
+            return None
+        v = v.replace(tzinfo=UTC) if v.tzinfo is None else v.astimezone(UTC)
+        latest = datetime.now(UTC) + timedelta(days=1)
+        if not datetime(2000, 1, 1, tzinfo=UTC) <= v <= latest:
+            raise ValueError(
+                "must be between 2000-01-01 and today: no order is created in the future, so "
+                "a later start would never import anything"
+            )
+        return v
 
     @field_validator("currency")
     @classmethod
@@ -381,7 +550,11 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _FileAwareEnvSource(settings_cls), dotenv_settings)
+        return (
+            init_settings,
+            _FileAwareEnvSource(settings_cls),
+            _BlankIsUnsetDotEnvSource(settings_cls),
+        )
 
     # -- derived -------------------------------------------------------------------------
     def effective_start(self, now: datetime) -> datetime:
@@ -450,12 +623,55 @@ def load_settings(**overrides: Any) -> Settings:
     """
     try:
         return Settings(**overrides)
+    except SettingsError as exc:
+        # A source failed (e.g. an unreadable NAME_FILE): its ConfigError is the cause.
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, ConfigError):
+            raise ConfigError(cause.message) from None
+        raise ConfigError("invalid configuration: the environment could not be read") from None
+    except ConfigError as exc:
+        raise ConfigError(exc.message) from None
     except ValidationError as exc:
-        aliases = {name: f.alias or name for name, f in Settings.model_fields.items()}
+        fields = Settings.model_fields
+        aliases = {name: f.alias or name for name, f in fields.items()}
+        by_alias = {alias: name for name, alias in aliases.items()}
         problems = []
         for err in exc.errors(include_input=False, include_url=False):
             loc = err.get("loc") or ("?",)
-            field = str(loc[0])
+            field = by_alias.get(str(loc[0]), str(loc[0]))
             name = aliases.get(field, field)
-            problems.append(f"{name}: {err.get('msg', 'invalid')}")
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            allowed = _allowed_range(fields[field]) if field in fields else None
+            if allowed and err.get("type") in _RANGE_ERRORS:
+                msg = f"{msg} (allowed: {allowed})"
+            if field in DURATION_RANGES and str(err.get("type", "")).startswith("time_delta"):
+                low, high = DURATION_RANGES[field]
+                msg = (f"is not a duration such as 90s, 15m, 24h or 7d (allowed: "
+                       f"{_seconds_text(low)} to {_seconds_text(high)})")
+            problems.append(f"{name}: {msg}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+_RANGE_ERRORS = frozenset({
+    "greater_than", "greater_than_equal", "less_than", "less_than_equal", "finite_number",
+    "float_parsing", "int_parsing", "int_from_float",
+})
+
+
+def _allowed_range(field: FieldInfo) -> str | None:
+    """``"1 to 86400"`` from a field's ``ge``/``gt``/``le``/``lt`` constraints, or None."""
+    low = high = None
+    for meta in field.metadata:
+        for attr, op in (("ge", ""), ("gt", "more than "), ("le", ""), ("lt", "less than ")):
+            bound = getattr(meta, attr, None)
+            if bound is None:
+                continue
+            if attr in ("ge", "gt"):
+                low = f"{op}{bound:g}" if isinstance(bound, float) else f"{op}{bound}"
+            else:
+                high = f"{op}{bound:g}" if isinstance(bound, float) else f"{op}{bound}"
+    if low and high:
+        return f"{low} to {high}"
+    if low:
+        return f"at least {low}"
+    return f"at most {high}" if high else None

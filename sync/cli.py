@@ -1,7 +1,13 @@
 """``ordersync`` command line. Thin: parse arguments, build the runtime, print results.
 
 Every command turns configuration and credential problems into one clear line on stderr and
-exit code 2 — never a traceback, never a secret.
+exit code 2 — never a traceback, never a secret. Any other failure of a command is one line
+too (its type and a bounded, masked message; exit 2), never a traceback.
+
+Nothing printed is interpreted: the consoles have rich markup, emoji codes and highlighting
+off, and every value that comes from order data, an API or an argument is stripped of
+control characters (:func:`sync.domain.text.clean_text`) before it reaches the terminal, so
+``[/]`` or an ANSI escape in a status name is shown as text, never obeyed.
 """
 
 from __future__ import annotations
@@ -18,13 +24,59 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
+from rich.text import Text
+from typer.core import TyperGroup
 
 from config.settings import Settings, load_settings
-from sync.errors import FatalError
+from sync.domain.text import clean_text
+from sync.errors import FatalError, SyncError
+
+
+def _one_line(message: str, limit: int = 1000) -> str:
+    """``message`` as safe text on one line (control characters gone, whitespace collapsed)."""
+    text = " ".join(clean_text(message).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _unexpected(exc: BaseException) -> str:
+    """One line for a failure nobody planned for: its type and a bounded, masked message.
+    Database errors show the driver's first line only (never the SQL or its parameters,
+    which could carry customer data)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from sync.logs import mask_text
+
+    if isinstance(exc, SQLAlchemyError):
+        orig = getattr(exc, "orig", None)
+        first = str(orig if orig is not None else exc).splitlines()[0:1]
+        detail = first[0] if first else ""
+        hint = (" — is the schema migrated? run `ordersync migrate`"
+                if "no such table" in detail or "does not exist" in detail else "")
+        return f"database error ({type(exc).__name__}): {mask_text(detail)[:300]}{hint}"
+    first = str(exc).splitlines()[0:1]
+    detail = mask_text(first[0])[:300] if first else ""
+    return f"unexpected error ({type(exc).__name__})" + (f": {detail}" if detail else "")
+
+
+class _OneLineErrors(TyperGroup):
+    """Every command (and sub-command) of ``ordersync``: an exception that escapes it becomes
+    one line on stderr and exit 2 (see :func:`_unexpected`), never a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except FatalError as exc:
+            raise _fail(str(exc)) from None
+        except Exception as exc:
+            raise _fail(_unexpected(exc)) from None
+
 
 app = typer.Typer(
+    cls=_OneLineErrors,
     name="ordersync",
     help="Keep WiredPlus orders and order events in step with a ShopWired shop.",
     no_args_is_help=True,
@@ -35,12 +87,29 @@ dlq_app = typer.Typer(
     help="Dead letters: orders that could not be delivered.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
-out = Console()
-err = Console(stderr=True)
+out = Console(markup=False, highlight=False, emoji=False)
+err = Console(stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True)
+
+
+class SafeTable(Table):
+    """A rich table whose titles and string cells are shown as plain, control-free text."""
+
+    def __init__(self, *args: Any, title: str | None = None, **kw: Any) -> None:
+        super().__init__(*args, title=Text(clean_text(title)) if title else None, **kw)
+
+    def add_row(self, *renderables: RenderableType | None, **kw: Any) -> None:
+        super().add_row(
+            *(Text(clean_text(r)) if isinstance(r, str) else r for r in renderables), **kw
+        )
+
+
+def _mark(ok: bool, message: str) -> Text:
+    return Text.assemble(("✓" if ok else "✗", "green" if ok else "red"), " ",
+                         _one_line(message))
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]ordersync:[/] {message}", highlight=False, markup=True)
+    err.print(Text.assemble(("ordersync:", "bold red"), " ", _one_line(message)))
     return typer.Exit(code)
 
 
@@ -162,8 +231,10 @@ def poll(
     except typer.Exit:
         raise
     except Exception as exc:
-        rt.log.error("pass.failed", error=f"{type(exc).__name__}: {exc}"[:500])
-        raise _fail(f"pass failed: {type(exc).__name__}: {exc}", code=1) from None
+        text = (f"{type(exc).__name__}: {exc}" if isinstance(exc, SyncError)
+                else _unexpected(exc))
+        rt.log.error("pass.failed", error=text[:500])
+        raise _fail(f"pass failed: {text}", code=1) from None
     finally:
         rt.close()
     counts = rt.ledger.counts(settings.store)
@@ -300,7 +371,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
-    t = Table(title=f"ordersync — store {data['store']} ({data['mode']} mode)")
+    t = SafeTable(title=f"ordersync — store {data['store']} ({data['mode']} mode)")
     t.add_column("what")
     t.add_column("value", overflow="fold")
     t.add_row("orders", ", ".join(f"{k}: {v}" for k, v in data["orders"].items()))
@@ -325,7 +396,7 @@ def status(
     t.add_row("dead letters", f"{data['dead_letters']} (see `ordersync dlq list`)")
     out.print(t)
     if data["recent_problems"]:
-        p = Table(title="orders needing attention")
+        p = SafeTable(title="orders needing attention")
         for col in ("order", "reference", "state", "attempts", "error"):
             p.add_column(col, overflow="fold")
         for row in data["recent_problems"]:
@@ -353,7 +424,7 @@ def show(order_id: Annotated[str, typer.Argument(help="ShopWired order id or ref
         history = ledger.history(settings.store, row.ref)
     finally:
         ledger.dispose()
-    t = Table(title=f"order {row.source_order_id} (reference {row.order_reference})")
+    t = SafeTable(title=f"order {row.source_order_id} (reference {row.order_reference})")
     t.add_column("field")
     t.add_column("value", overflow="fold")
     for name in (
@@ -363,14 +434,14 @@ def show(order_id: Annotated[str, typer.Argument(help="ShopWired order id or ref
         value = getattr(row, name)
         t.add_row(name, "" if value is None else str(value))
     out.print(t)
-    e = Table(title="events")
+    e = SafeTable(title="events")
     for col in ("event_reference", "type", "state", "attempts", "wiredplus_id", "error"):
         e.add_column(col, overflow="fold")
     for ev in events:
         e.add_row(ev.event_reference, ev.event_type, ev.state, str(ev.attempts),
                   ev.wiredplus_id or "", ev.last_error or "")
     out.print(e)
-    h = Table(title="history")
+    h = SafeTable(title="history")
     for col in ("at", "action", "detail"):
         h.add_column(col, overflow="fold")
     for log in history:
@@ -426,7 +497,9 @@ def check() -> None:
     """Check configuration, credentials and reachability of both APIs."""
     settings = _settings()
     ok = True
-    out.print("[green]✓[/] configuration is valid")
+    with _friendly():  # "valid" only when the daemon would start with it
+        settings.require_credentials()
+    out.print(_mark(True, "configuration is valid"))
     rt = _runtime(settings)
     def probe_database() -> str:
         rt.ledger.counts(settings.store)
@@ -456,10 +529,11 @@ def check() -> None:
         ):
             try:
                 detail = probe()
-                out.print(f"[green]✓[/] {name} reachable{detail}")
+                out.print(_mark(True, f"{name} reachable{detail}"))
             except Exception as exc:
                 ok = False
-                out.print(f"[red]✗[/] {name}: {exc}", highlight=False)
+                text = str(exc) if isinstance(exc, FatalError) else _unexpected(exc)
+                out.print(_mark(False, f"{name}: {text}"))
     finally:
         rt.close()
     if not ok:
@@ -477,6 +551,8 @@ def dlq_list(
     settings = _settings()
     ledger = Ledger(settings.database_url)
     try:
+        with _friendly():
+            ledger.check_schema()
         rows = ledger.dead_letters(settings.store, limit)
     finally:
         ledger.dispose()
@@ -490,7 +566,7 @@ def dlq_list(
     if not rows:
         out.print("no dead letters")
         return
-    t = Table(title=f"dead letters — store {settings.store} ({len(rows)})")
+    t = SafeTable(title=f"dead letters — store {settings.store} ({len(rows)})")
     for col in ("order", "reference", "kind", "reason", "attempts", "last seen"):
         t.add_column(col, overflow="fold")
     for d in rows:
@@ -626,7 +702,7 @@ def audit(
                                            repair=repair)
     finally:
         rt.close()
-    t = Table(title=f"audit — store {settings.store}")
+    t = SafeTable(title=f"audit — store {settings.store}")
     for col in ("window", "in shop", "in ledger", "missing"):
         t.add_column(col, justify="left" if col == "window" else "right")
     for w in report.windows:
@@ -671,6 +747,7 @@ def webhook(
     from sync.ledger.store import Ledger
     from sync.logs import get_logger
     from sync.webhook import WebhookInbox, make_app
+    from sync.webhook.serve import BODY_TIMEOUT, quiet_asyncio_floods, server_options
 
     ledger = Ledger(settings.database_url)
     try:
@@ -683,12 +760,12 @@ def webhook(
             inbox=WebhookInbox(ledger), secret=secret.get_secret_value(), store=settings.store,
             clock=SystemClock(), log=get_logger("ordersync.webhook"),
             max_body=settings.webhook_max_body, replay_window=settings.webhook_replay_window,
-            source=settings.source,
+            source=settings.source, body_timeout=BODY_TIMEOUT,
         )
+        quiet_asyncio_floods()
         uvicorn.run(
             receiver, host=host or settings.webhook_host, port=port or settings.webhook_port,
-            lifespan="on", access_log=False, log_config=None, server_header=False,
-            timeout_graceful_shutdown=5,
+            **server_options(),
         )
     finally:
         ledger.dispose()
@@ -799,8 +876,10 @@ def sandbox(
         raise _fail("latencies and jitter must be >= 0 seconds")
     if bulk_cost not in ("request", "record") or max_update_rows < 1:
         raise _fail("--bulk-cost must be request or record; --max-update-rows >= 1")
+    # The sandbox prints only text of its own (the generator's data), so its console
+    # keeps rich markup for its styling.
     serve_sandbox(orders=orders, seed=seed, activity=activity,
-                  ports=(port_shopwired, port_wiredplus), console=out,
+                  ports=(port_shopwired, port_wiredplus), console=Console(),
                   options={"shopwired_latency": shopwired_latency,
                            "wiredplus_latency": wiredplus_latency,
                            "latency_jitter": latency_jitter,
@@ -823,7 +902,8 @@ def demo(
     if source not in ("shopwired", "elasticpath"):
         raise _fail("--source must be shopwired or elasticpath")
     with _friendly():
-        code = run_demo(orders=orders, passes=passes, seed=seed, console=out, source=source)
+        code = run_demo(orders=orders, passes=passes, seed=seed, console=Console(),
+                        source=source)
     raise typer.Exit(code)
 
 

@@ -1,8 +1,15 @@
 """Structured logging: JSON lines (or a pretty console on a TTY), with redaction.
 
 Every line passes :func:`redact` last: e-mail addresses and phone numbers anywhere in a value
-are masked, address/name fields are masked by key, and anything whose key looks like a
-credential is replaced entirely. Code should not log PII in the first place; this is the net.
+are masked, address/name fields are masked by key, anything whose key looks like a
+credential is replaced entirely, a value under a key such as ``body`` or ``response`` is
+reduced to :func:`sync.redact.api_error_excerpt`, and control characters are removed from
+every string (no terminal escapes from data). Code should not log PII in the first place;
+this is the net.
+
+The phone rule does not eat what operators need: IPv4 addresses (``127.0.0.1``), ISO dates
+and times, decimal numbers and durations (``2.5``, ``120s``), and bare digit runs that do not
+start with ``0`` or ``+`` (ids, UNIX times) are left alone; a phone number needs 9-15 digits.
 """
 
 from __future__ import annotations
@@ -15,8 +22,20 @@ from typing import Any, TextIO, cast
 
 import structlog
 
+from sync.domain.text import clean_text
+from sync.redact import api_error_excerpt
+
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-_PHONE = re.compile(r"(?<![\w.])\+?\d[\d\s().-]{7,}\d(?![\w.])")
+_PHONE = re.compile(
+    # Tried in order at each position: the first four are kept as they are.
+    r"(?P<ip>(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?(?![\w.]))"
+    r"|(?P<time>\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:[.,]\d+)?)?"
+    r"(?:Z|[+-]\d{2}:?\d{2})?)?|\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)"
+    r"|(?P<number>(?<![\w.])\d+(?:\.\d+)?\s?(?:ms|s|sec|secs|seconds|min|h|d)\b"
+    r"|(?<![\w.])\d+\.\d+(?![\w.]))"
+    r"|(?P<bare>(?<![\w.+])[1-9]\d*(?![\w.]))"
+    r"|(?P<phone>(?<![\w.])\+?\d[\d\s().-]{7,}\d(?![\w.]))"
+)
 _SECRET_KEYS = re.compile(r"secret|password|passwd|api_key|apikey|token|authorization", re.I)
 _PII_KEYS = re.compile(
     r"(address|post_?code|telephone|phone|mobile|firstname|lastname|first_name|last_name"
@@ -25,12 +44,29 @@ _PII_KEYS = re.compile(
 )
 
 
+def _phone_or_keep(m: re.Match[str]) -> str:
+    phone = m.group("phone")
+    if phone is None:
+        return m.group(0)
+    digits = sum(c.isdigit() for c in phone)
+    return "***phone***" if 9 <= digits <= 15 else phone
+
+
+def mask_phones(text: str) -> str:
+    """``text`` with phone numbers masked (IPs, dates, times, durations and ids kept)."""
+    return _PHONE.sub(_phone_or_keep, text)
+
+
 def mask_text(text: str) -> str:
+    """``text`` with e-mail addresses (``j***@example.com``) and phone numbers masked."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    return _PHONE.sub("***phone***", text)
+    return mask_phones(text)
 
 
 _ID_KEYS = re.compile(r"(^|_)(id|ids|ref|refs|reference|event|at|timestamp|window_\w+)$", re.I)
+_BODY_KEYS = re.compile(r"(^|_)(body|response|response_text|content|payload_text)$", re.I)
+_SQL_PARAMS = re.compile(r"\[parameters:.*?(?:\](?=\s*(?:\(Background|$))|\Z)", re.S)
+"""SQLAlchemy puts a failed statement's bound values (order data) in its error text."""
 
 
 def _mask(key: str, value: Any) -> Any:
@@ -39,6 +75,9 @@ def _mask(key: str, value: Any) -> Any:
     if _PII_KEYS.search(key) and value is not None:
         return "***"
     if isinstance(value, str):
+        value = _SQL_PARAMS.sub("[parameters: …]", clean_text(value))
+        if _BODY_KEYS.search(key):  # an API body: its error fields only, redacted
+            return api_error_excerpt(value)
         if _ID_KEYS.search(key):  # ids and timestamps are digits, not phone numbers
             return _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", value)
         return mask_text(value)

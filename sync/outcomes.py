@@ -62,8 +62,9 @@ anything else (1xx, ≥ 600)            retry           retry             odd pr
 ``Retry-After`` (delta-seconds or an HTTP-date) is parsed for every ``retry`` outcome caused by a
 status code; it is documented for 429 and 503 and harmless elsewhere.
 
-Response text kept in a reason is whitespace-collapsed and truncated to :data:`MAX_REASON_TEXT`
-characters. 401/403 reasons never include the body (it could echo what we sent).
+A reason never copies a response body: it keeps :func:`sync.redact.api_error_excerpt` of it
+(the API's error code/message fields, masked, at most 200 characters; an echoed order is
+dropped). 401/403 reasons never include the body (it could echo what we sent).
 
 The module is pure: no I/O, no logging. The only clock it may read is ``datetime.now`` when an
 HTTP-date ``Retry-After`` arrives and the caller passed no ``now`` (clients always pass one).
@@ -84,6 +85,7 @@ from typing import Any, Final, Literal
 import httpx
 
 from sync.errors import FatalError, RetryableError, SkippableError
+from sync.redact import api_error_excerpt
 
 Api = Literal["shopwired", "wiredplus"]
 Kind = Literal["ok", "retry", "fatal", "skip", "not_found"]
@@ -253,7 +255,7 @@ def _status_reason(api: Api, status: int, kind: Kind, body_text: str) -> str:
         return f"{name} answered with a redirect: check {BASE_URL_VARS[api]}"
     if status == 404 and kind == "not_found":
         return f"not found on {name}"
-    text = truncate(body_text)
+    text = api_error_excerpt(body_text)
     if kind == "fatal":
         lead = f"{name} says our request is invalid (a bug or configuration problem)"
     elif kind == "skip":
@@ -311,14 +313,14 @@ def _classify_success(
                     status,
                 )
             return Outcome(
-                "skip", None, f"{name} rejected the data: {truncate(error_text)}", status
+                "skip", None, f"{name} rejected the data: {api_error_excerpt(body_text)}", status
             )
     if expect == "list" and not isinstance(value, list):
         return Outcome(
             "retry",
             None,
             f"{name} sent {_describe_json(value)} where a JSON array was expected "
-            f"(truncated or garbled response): {truncate(body_text, 200)}",
+            f"(truncated or garbled response): {api_error_excerpt(body_text)}",
             status,
         )
     if expect == "object" and not isinstance(value, dict):
@@ -326,7 +328,7 @@ def _classify_success(
             "retry",
             None,
             f"{name} sent {_describe_json(value)} where a JSON object was expected "
-            f"(truncated or garbled response): {truncate(body_text, 200)}",
+            f"(truncated or garbled response): {api_error_excerpt(body_text)}",
             status,
         )
     return Outcome("ok", None, "ok", status)
@@ -442,8 +444,7 @@ def jsonapi_errors(body_text: str) -> list[str]:
 
 
 def _body_reason(body_text: str) -> str:
-    messages = jsonapi_errors(body_text)
-    return truncate("; ".join(messages) if messages else body_text)
+    return api_error_excerpt(body_text)
 
 
 def classify_elasticpath(
@@ -476,7 +477,7 @@ def classify_elasticpath(
             "retry",
             None,
             f"{EP_NAME} sent {shape} where a JSON object was expected (truncated or garbled "
-            f"response): {truncate(body_text, 200)}",
+            f"response): {api_error_excerpt(body_text)}",
             status,
         )
     if token and status in (400, 401, 403, 422):

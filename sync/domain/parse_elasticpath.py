@@ -96,6 +96,7 @@ from sync.domain.money import CURRENCY_EXPONENTS as CURRENCY_EXPONENTS  # re-exp
 from sync.domain.money import DEFAULT_EXPONENT as DEFAULT_EXPONENT  # re-exported
 from sync.domain.money import currency_exponent
 from sync.domain.parse_shopwired import split_name
+from sync.domain.text import clean_json
 from sync.errors import SkippableError
 
 SOURCE: Final = "elasticpath"
@@ -128,6 +129,8 @@ _TS = re.compile(
 _ENUM_BAD = re.compile(r"[^a-z0-9_]")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
 _INT = re.compile(r"^-?\d{1,20}$")
+_ORDER_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+"""An Elastic Path order id: a UUID in practice; letters, digits, ``-`` and ``_``, at most 64."""
 
 
 # ------------------------------------------------------------------------------ scalars
@@ -565,7 +568,7 @@ def bundle_order_id(raw: Any) -> str | None:
     data = raw.get("data")
     order = data if isinstance(data, Mapping) else raw
     value = order.get("id")
-    if isinstance(value, str) and value.strip() and len(value.strip()) <= MAX_ID:
+    if isinstance(value, str) and _ORDER_ID.fullmatch(value.strip()):
         return value.strip()
     return None
 
@@ -573,12 +576,16 @@ def bundle_order_id(raw: Any) -> str | None:
 def parse_elasticpath_order(raw: Any) -> SourceOrder:
     """Normalise one EP order bundle (see the module docstring for every rule).
 
-    Raises :class:`SkippableError` when the order cannot be understood; the message says why.
+    Every string is first made safe (:func:`sync.domain.text.clean_json`: no lone
+    surrogates, NUL or control characters). Raises :class:`SkippableError` when the order
+    cannot be understood; the message says why.
     """
-    order, included = _unbundle(raw)
+    order, included = _unbundle(clean_json(raw))
     order_id = bundle_order_id(order)
     if order_id is None:
-        raise SkippableError("id: missing, not a string or longer than 64 characters")
+        raise SkippableError(
+            "id: missing, or not 1-64 letters, digits, '-' or '_' (Elastic Path ids are UUIDs)"
+        )
     rtype = order.get("type")
     if rtype is not None and rtype != "order":
         raise SkippableError(f"type: {str(rtype)[:40]!r} is not an order")

@@ -41,6 +41,7 @@ from sync.domain.models import (
     SourceStatus,
     Totals,
 )
+from sync.domain.text import clean_json
 from sync.errors import SkippableError
 
 SOURCE = "shopwired"
@@ -48,6 +49,9 @@ MAX_MONEY = Decimal("100000000")  # £100m: anything larger is nonsense, not an 
 MAX_LINES = 2000
 MAX_QUANTITY = 1_000_000
 MAX_TEXT = 2000
+MAX_ORDER_ID = 10**18 - 1
+"""ShopWired order ids are positive integers; 18 digits is far beyond any real one and still
+fits every integer column and query parameter on the way."""
 ZERO = Decimal(0)
 PENNY = Decimal("0.01")
 
@@ -333,17 +337,38 @@ def _status(raw: Mapping[str, Any]) -> SourceStatus:
     )
 
 
+def order_id_of(value: Any) -> str | None:
+    """A ShopWired order id as canonical text (``"1234"``), or None unless ``value`` is a
+    positive integer up to :data:`MAX_ORDER_ID` (a JSON int or a string of ASCII digits;
+    ``"abc"``, ``-7``, ``"1' OR '1'='1"``, ``1.5``, ``true`` and 64-digit ids are all None).
+    Never truncates, never raises."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 18:
+            return None
+        value = int(text)
+    if not isinstance(value, int) or not 1 <= value <= MAX_ORDER_ID:
+        return None
+    return str(value)
+
+
 def parse_shopwired_order(raw: Any) -> SourceOrder:
     """Normalise one ShopWired order object.
 
-    Raises :class:`SkippableError` when the order cannot be understood; the message says why.
+    Every string is first made safe (:func:`sync.domain.text.clean_json`: no lone
+    surrogates, NUL or control characters). Raises :class:`SkippableError` when the order
+    cannot be understood; the message says why.
     """
+    raw = clean_json(raw)
     if not isinstance(raw, Mapping):
         raise SkippableError(f"order is not a JSON object ({type(raw).__name__})")
-    oid_raw = raw.get("id")
-    if isinstance(oid_raw, bool) or not isinstance(oid_raw, int | str) or not str(oid_raw).strip():
-        raise SkippableError("id: missing or not a number")
-    order_id = str(oid_raw).strip()[:64]
+    order_id = order_id_of(raw.get("id"))
+    if order_id is None:
+        raise SkippableError(
+            "id: missing or not a positive whole number (ShopWired order ids are integers)"
+        )
     try:
         created = parse_created(raw.get("created"))
         billing = _address(raw.get("billingAddress"), "billingAddress")
@@ -429,6 +454,6 @@ def parse_shopwired_order(raw: Any) -> SourceOrder:
         )
     except SkippableError:
         raise
-    except (TypeError, ValueError, AttributeError, ArithmeticError) as exc:
+    except (TypeError, ValueError, AttributeError, ArithmeticError, RecursionError) as exc:
         # Defensive net: the parser is fuzzed, but a new shape must never stop the line.
         raise SkippableError(f"unreadable order: {type(exc).__name__}") from None

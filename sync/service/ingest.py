@@ -3,17 +3,34 @@
 For each raw order: parse (pure) → resolve status → map to an UpdateOrder body → decide events
 against what the ledger knew → write the snapshot, the events and a history line. An order whose
 content, status and refunds are unchanged only gets its ``last_checked_at`` touched: it costs
-no WiredPlus call. Unmappable orders are recorded as ``skipped`` with the reason and never stop
-the page.
+no WiredPlus call.
+
+One order never blocks the others: any failure while parsing, mapping or hashing one record
+(a :class:`SkippableError` with its reason, or any other exception, named by its type)
+records that order as ``skipped`` — a dead letter with the reason and the raw id — and the
+rest of the page goes on. If storing the page fails on the data (not on the connection), the
+page is stored again order by order, and an order that still cannot be stored is
+dead-lettered the same way; if even its dead letter cannot be written (or the database itself
+is the problem), the page fails and is read again — an order is never dropped without a
+trace.
+
+A record whose id is not valid for its source (ShopWired: a positive integer; Elastic Path:
+a UUID-like token) is dead-lettered under a display id: the
+id itself when it is short, safe text, else ``sha256:<24 hex>`` of it — never a silently
+truncated id that could collide with another order. An order listed twice in one page is
+logged once (``order.duplicate_in_page``); its last copy is used.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from sync.domain.events import KnownState, decide_events, known_state
 from sync.domain.freshness import refresh_due
@@ -26,10 +43,60 @@ from sync.domain.mapping import (
 )
 from sync.domain.models import SourceOrder
 from sync.domain.status_map import Resolution, StatusMap
+from sync.domain.text import clean_text
 from sync.errors import SkippableError
 from sync.ledger.models import EventRow, EventState, OrderRow, OrderState
 from sync.ledger.store import Ledger
 from sync.sources.base import Source
+
+MAX_DISPLAY_ID = 64
+"""Longest raw id stored as it is in a dead letter (the ledger's ``source_order_id``)."""
+
+#: Errors that mean "this data cannot be stored", as opposed to "the database is away"
+#: (``OperationalError``, which still fails the page): only these make a page be stored
+#: again order by order.
+_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError, TypeError, ArithmeticError, UnicodeError, LookupError, DataError,
+    IntegrityError,
+)
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    if isinstance(exc, _DATA_ERRORS):
+        return True
+    # sqlalchemy wraps a bind-time encoding error (e.g. a NUL for PostgreSQL) in a
+    # StatementError whose ``orig`` is the real cause.
+    return isinstance(exc, StatementError) and isinstance(exc.orig, _DATA_ERRORS)
+
+
+def display_id(raw: Any) -> str:
+    """The id a dead letter is filed under for a record whose id is missing or invalid:
+    the record's ``id`` (or ``data.id``) as safe text when it is 1-64 characters, else
+    ``sha256:`` + 24 hex digits of it (of the whole record when it has no id). Never
+    truncates, so two different long ids never share a dead letter."""
+    value: Any = None
+    if isinstance(raw, Mapping):
+        value = raw.get("id")
+        data = raw.get("data")
+        if value is None and isinstance(data, Mapping):
+            value = data.get("id")
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        text = clean_text(str(value)).strip()
+        if 0 < len(text) <= MAX_DISPLAY_ID and not text.startswith("sha256:"):
+            return text
+        basis = clean_text(str(value))
+    else:
+        try:
+            basis = json.dumps(raw, sort_keys=True, default=repr, ensure_ascii=True)
+        except (TypeError, ValueError, RecursionError):
+            basis = repr(type(raw))
+    return "sha256:" + hashlib.sha256(basis.encode("utf-8", "replace")).hexdigest()[:24]
+
+
+def _failure_reason(exc: BaseException) -> str:
+    """A dead-letter reason for an unexpected failure: its type, never its text (which could
+    carry customer data or arbitrary bytes)."""
+    return f"unreadable order ({type(exc).__name__})"
 
 
 @dataclass
@@ -94,11 +161,24 @@ class Ingestor:
             return order.updated_at
         return order.created_at
 
-    def _prepare(self, raw: Any) -> _Prepared | None:
-        order_id = self.source.raw_id(raw)
+    def _prepare(self, raw: Any) -> _Prepared:
+        """Parse, resolve, map and hash one record. Never raises: a failure comes back as a
+        :class:`_Prepared` with ``error`` set (a dead letter to record)."""
+        try:
+            order_id = self.source.raw_id(raw)
+        except Exception:  # a hostile record must not escape as an exception
+            order_id = None
         if order_id is None:
-            self.log.warning("order.unreadable", store=self.store, reason="record without an id")
-            return None
+            order_id = display_id(raw)
+            try:
+                self.source.parse(raw)  # for the parser's reason (the id's problem)
+                reason = "id: missing or not a valid order id"
+            except SkippableError as exc:
+                reason = exc.message
+            except Exception as exc:
+                reason = _failure_reason(exc)
+            ref = api_reference_id(order_id, self.mapping)
+            return _Prepared(ref, order_id, None, None, None, None, reason)
         ref = api_reference_id(order_id, self.mapping)
         try:
             order = self.source.parse(raw)
@@ -106,9 +186,14 @@ class Ingestor:
             if not resolution.matched and self.on_unknown_status:
                 self.on_unknown_status(order.status.id, order.status.name)
             body = map_order(order, resolution, self.mapping)
+            digest = content_hash(body)
         except SkippableError as exc:
             return _Prepared(ref, order_id, None, None, None, None, exc.message)
-        return _Prepared(ref, order_id, order, resolution, body, content_hash(body), None)
+        except Exception as exc:  # any bug or hostile shape: this order only
+            self.log.warning("order.unreadable", store=self.store, ref=ref,
+                             error=type(exc).__name__)
+            return _Prepared(ref, order_id, None, None, None, None, _failure_reason(exc))
+        return _Prepared(ref, order_id, order, resolution, body, digest, None)
 
     def ingest(
         self,
@@ -124,15 +209,57 @@ class Ingestor:
         scope: it is not recorded and never reaches WiredPlus (counted in ``out_of_scope``,
         still listed in ``seen_ids`` and ``created`` — it exists, and the watermark may pass
         it). Orders the ledger already knows are always followed.
+
+        If the page cannot be stored because of its data, it is stored again order by order
+        and each order that still fails is dead-lettered (see the module docstring); a
+        database that is unreachable still raises (the pass fails and is retried).
         """
-        result = IngestResult()
         prepared: dict[str, _Prepared] = {}
+        duplicates: set[str] = set()
         for raw in raws:
             p = self._prepare(raw)
-            if p is None:
-                result.skipped += 1
-                continue
+            if p.ref in prepared and p.ref not in duplicates:
+                duplicates.add(p.ref)
+                self.log.warning("order.duplicate_in_page", store=self.store, ref=p.ref,
+                                 order_id=p.order_id)
             prepared[p.ref] = p  # a later duplicate in the same page wins
+        try:
+            return self._store(prepared, now=now, allow_events=allow_events,
+                               not_before=not_before)
+        except Exception as exc:
+            if not _is_data_error(exc):
+                raise
+            self.log.warning("page.store_failed", store=self.store, orders=len(prepared),
+                             error=type(exc).__name__)
+        result = IngestResult()
+        for ref, p in prepared.items():
+            try:
+                part = self._store({ref: p}, now=now, allow_events=allow_events,
+                                   not_before=not_before)
+            except Exception as exc:
+                if not _is_data_error(exc):
+                    raise
+                failed = _Prepared(ref, p.order_id, None, None, None, None,
+                                   f"could not be stored ({type(exc).__name__})")
+                # If even the dead letter cannot be written, the page fails (and is read
+                # again): an order is never dropped without a trace in the ledger.
+                part = self._store({ref: failed}, now=now, allow_events=allow_events,
+                                   not_before=not_before)
+            result.add(part)  # counts and the newest cursor date
+            result.to_push.extend(part.to_push)
+            result.seen_ids |= part.seen_ids
+        return result
+
+    def _store(
+        self,
+        prepared: dict[str, _Prepared],
+        *,
+        now: datetime,
+        allow_events: bool,
+        not_before: datetime | None,
+    ) -> IngestResult:
+        """Write prepared orders in one transaction (see :meth:`ingest`)."""
+        result = IngestResult()
         result.seen = len(prepared)
         with self.ledger.session() as s:
             rows = self.ledger.load_orders(s, self.store, list(prepared))

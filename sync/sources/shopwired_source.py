@@ -6,9 +6,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from sync.domain.models import SourceOrder, SourceStatus
-from sync.domain.parse_shopwired import SOURCE, parse_shopwired_order
+from sync.domain.parse_shopwired import SOURCE, order_id_of, parse_shopwired_order
+from sync.domain.text import clean_text
 from sync.domain.windows import Window
+from sync.errors import FatalError
+from sync.logs import get_logger
 from sync.sources.shopwired import ShopWiredClient
+
+log = get_logger("ordersync.shopwired")
 
 
 class ShopWiredSource:
@@ -24,10 +29,10 @@ class ShopWiredSource:
         for raw in self.client.order_statuses():
             if isinstance(raw, Mapping) and raw.get("id") is not None:
                 out.append(
-                    SourceStatus(
-                        id=str(raw["id"]),
-                        name=str(raw.get("name") or ""),
-                        type=str(raw.get("type") or "custom").lower(),
+                    SourceStatus(  # made safe like order text (no NUL, escapes, surrogates)
+                        id=clean_text(str(raw["id"]))[:64],
+                        name=clean_text(str(raw.get("name") or ""))[:100],
+                        type=clean_text(str(raw.get("type") or "custom")).lower()[:32],
                     )
                 )
         return out
@@ -40,14 +45,38 @@ class ShopWiredSource:
         yield from self.client.iter_orders_in_window(window.start, window.end, archived=True)
 
     def fetch_by_ids(self, order_ids: Sequence[str]) -> list[Any]:
-        ids = [int(i) for i in order_ids if str(i).isdecimal()]
-        return self.client.get_orders_by_ids(ids) if ids else []
+        # Only valid ids reach ShopWired: a malformed one (e.g. from a webhook) would make it
+        # answer 400 for the whole batch.
+        ids = [int(v) for v in (order_id_of(i) for i in order_ids) if v is not None]
+        return self._by_ids(ids) if ids else []
+
+    def _by_ids(self, ids: list[int]) -> list[Any]:
+        """``ids=`` read; if ShopWired rejects the batch as invalid (400), the halves are read
+        apart, so one id it refuses costs only itself (dropped, with a warning), never the
+        other orders of the batch or the pass."""
+        try:
+            return self.client.get_orders_by_ids(ids)
+        except FatalError as exc:
+            if exc.status != 400:
+                raise
+            if len(ids) == 1:
+                log.warning("order.id_rejected", source=SOURCE, order_id=str(ids[0]),
+                            status=400)
+                return []
+        half = len(ids) // 2
+        return self._by_ids(ids[:half]) + self._by_ids(ids[half:])
 
     def exists(self, order_id: str) -> bool:
         """False only when ShopWired answers 404 for this order (a confirmed deletion)."""
-        if not str(order_id).isdecimal():
+        valid = order_id_of(order_id)
+        if valid is None:
             return False
-        return self.client.get_order(int(order_id), fields=("id",)) is not None
+        try:
+            return self.client.get_order(int(valid), fields=("id",)) is not None
+        except FatalError as exc:
+            if exc.status != 400:
+                raise
+            return True  # refused, not confirmed deleted
 
     def count_created(self, window: Window) -> int:
         return sum(
@@ -58,11 +87,9 @@ class ShopWiredSource:
         )
 
     def raw_id(self, raw: Any) -> str | None:
-        if isinstance(raw, Mapping):
-            v = raw.get("id")
-            if isinstance(v, int | str) and not isinstance(v, bool) and str(v).strip():
-                return str(v).strip()[:64]
-        return None
+        """The record's order id when it is a valid ShopWired id (a positive integer), else
+        None (the ingest dead-letters such a record; nothing is truncated)."""
+        return order_id_of(raw.get("id")) if isinstance(raw, Mapping) else None
 
     def parse(self, raw: Any) -> SourceOrder:
         return parse_shopwired_order(raw)

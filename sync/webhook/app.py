@@ -25,13 +25,15 @@ small database transaction (in a worker thread, so the event loop never blocks) 
 the order itself is re-fetched later by the scheduler. In order:
 
 1. Body larger than ``max_body`` (declared ``Content-Length`` or counted while reading) →
-   **413**.
+   **413**; body not complete within ``body_timeout`` → **408** (connection closed).
 2. ``X-ShopWired-Signature`` missing, or not the lowercase hex HMAC-SHA256 of the **raw**
    body keyed with ``secret`` (constant-time compare; upper-case hex is accepted too) →
    **401**, and one warning line saying which. Neither the body nor the secret is logged.
-3. Valid signature but not JSON / not an object → **200** ``ignored`` plus a warning: the
-   sender is authentic, so a retry would only deliver the same garbage 24 more times and then
-   disable the webhook.
+3. Valid signature but not JSON / not an object / nested deeper than
+   :data:`MAX_JSON_DEPTH` → **200** ``ignored`` plus a warning: the sender is authentic, so a
+   retry would only deliver the same garbage 24 more times and then disable the webhook.
+   Every string of an accepted body is made safe first (:func:`sync.domain.text.clean_json`:
+   no lone surrogates, NUL or control characters reach the database or a log line).
 4. ``{"verificationToken": <str>}`` without ``event`` → the verification handshake (see
    below) → **200**.
 5. ``{"event": {...}}`` whose ``topic`` is not an order topic
@@ -55,7 +57,9 @@ ShopWired assumptions where the reference is silent or unverified (all marked th
   128 characters are replaced by their SHA-256.
 * **Order id**: ``event.subjectId``, except for ``order.refund.created`` (subject type
   ``order_refund``: the subject is the refund), where it is ``data.orderId``. When no order id
-  can be found the delivery is still recorded (200) but no refresh is requested.
+  can be found, or it is not a valid ShopWired id (a positive integer of at most 18 digits),
+  the delivery is still recorded (200) but no refresh is requested (a warning names the
+  problem): a malformed id never reaches ShopWired, so it can never fail a pass.
 * **Dates**: ``createdAt``/``timestamp`` are read as RFC-2822 (the documented envelope format),
   ISO-8601 or UNIX seconds.
 * ``order.deleted`` is recorded with its topic (so :meth:`WebhookInbox.deleted_orders` can
@@ -94,7 +98,8 @@ Elastic Path assumptions
   SHA-256 of the canonical JSON of the envelope minus ``attempt`` and ``configuration`` (so a
   retry still matches, and the secret is never part of a stored value).
 * **Order id**: ``payload.data.id``; when missing, the ``data.id`` of the deprecated
-  ``resources`` JSON string. None found → recorded without a refresh (as for ShopWired).
+  ``resources`` JSON string. None found, or not 1-64 letters, digits, ``-`` or ``_`` →
+  recorded without a refresh (as for ShopWired).
   Deleted resources carry only ``{type, id}``: the id still asks for a refresh, and the
   re-read by id settles what happened. No EP order topic is treated as a deletion.
 * **Dates**: only the order's ``updated_at`` dates an EP event (there is no event time);
@@ -114,6 +119,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol
 
 from sync.clock import Clock, utc
+from sync.domain.parse_elasticpath import bundle_order_id
+from sync.domain.parse_shopwired import order_id_of
+from sync.domain.text import clean_json, json_depth
 from sync.webhook.inbox import ELASTICPATH_ORDER_TOPICS, ORDER_REFUND_CREATED, ORDER_TOPICS
 
 Scope = MutableMapping[str, Any]
@@ -128,6 +136,9 @@ HEALTH_PATH = "/healthz"
 SIGNATURE_HEADER = b"x-shopwired-signature"
 SECRET_KEY_HEADER = b"x-moltin-secret-key"
 TRIGGER_HEADER = b"x-moltin-integration-trigger"
+
+MAX_JSON_DEPTH = 32
+"""Deepest JSON nesting a delivery may have (a real one is under 10 levels)."""
 
 WebhookSource = Literal["shopwired", "elasticpath"]
 WEBHOOK_PATHS: dict[str, str] = {
@@ -264,7 +275,22 @@ def _ep_order(envelope: dict[str, Any]) -> tuple[str | None, datetime | None]:
     return None, None
 
 
+def valid_order_id(source: WebhookSource, order_id: str | None) -> str | None:
+    """``order_id`` in its canonical form if it is valid for ``source`` (ShopWired: a
+    positive integer of at most 18 digits; Elastic Path: 1-64 letters, digits, ``-``, ``_``),
+    else None."""
+    if order_id is None:
+        return None
+    if source == "shopwired":
+        return order_id_of(order_id)
+    return bundle_order_id({"id": order_id})
+
+
 class _TooLarge(Exception):
+    pass
+
+
+class _TooSlow(Exception):
     pass
 
 
@@ -292,6 +318,7 @@ class WebhookApp:
         db_timeout: float,
         handshake: Literal["hmac", "echo"],
         source: WebhookSource = "shopwired",
+        body_timeout: float = 10.0,
     ) -> None:
         if source not in WEBHOOK_PATHS:
             raise ValueError(f"unknown webhook source {source!r}")
@@ -312,6 +339,7 @@ class WebhookApp:
         self.replay_window = replay_window
         self.db_timeout = db_timeout
         self.handshake = handshake
+        self.body_timeout = body_timeout
         self.outcomes: Counter[str] = Counter()
 
     # -- ASGI entry ---------------------------------------------------------------------
@@ -389,9 +417,17 @@ class WebhookApp:
             await self._too_large(send, peer, int(declared))
             return None
         try:
-            return await self._read_body(receive)
+            return await asyncio.wait_for(self._read_body(receive), self.body_timeout)
         except _TooLarge:
             await self._too_large(send, peer, None)
+            return None
+        except TimeoutError:
+            self._count("too_slow")
+            self.log.warning(
+                "webhook.rejected", reason="body not received in time", store=self.store,
+                peer=peer, timeout=self.body_timeout,
+            )
+            await _respond(send, 408, {"error": "request timeout"}, close=True)
             return None
 
     async def _too_large(self, send: Send, peer: str | None, size: int | None) -> None:
@@ -428,17 +464,23 @@ class WebhookApp:
         await _respond(send, 401, {"error": error})
 
     async def _json_object(self, send: Send, body: bytes, reason: str) -> dict[str, Any] | None:
-        """The authenticated body as a JSON object, or ``None`` after answering 200 ignored."""
-        try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            payload = None
+        """The authenticated body as a JSON object with every string made safe, or ``None``
+        after answering 200 ignored (not JSON, not an object, or nested too deep)."""
+        payload: Any = None
+        if json_depth(body, stop_at=MAX_JSON_DEPTH + 1) > MAX_JSON_DEPTH:
+            reason = f"signed body nests deeper than {MAX_JSON_DEPTH} levels"
+        else:
+            try:
+                payload = json.loads(body)
+            except (ValueError, UnicodeDecodeError, RecursionError):
+                payload = None
         if not isinstance(payload, dict):
             self._count("malformed")
             self.log.warning("webhook.ignored", reason=reason, store=self.store, size=len(body))
             await _respond(send, 200, {"result": "ignored"})
             return None
-        return payload
+        cleaned: dict[str, Any] = clean_json(payload, MAX_JSON_DEPTH)
+        return cleaned
 
     async def _ignore_topic(self, send: Send, topic: str) -> None:
         self._count("unknown_topic")
@@ -458,8 +500,17 @@ class WebhookApp:
         created: datetime | None,
     ) -> None:
         """Replay window, then :meth:`Inbox.record` in a thread bounded by ``db_timeout``:
-        200 ``ignored`` (stale) / ``accepted`` / ``duplicate``, or 503 (not stored)."""
+        200 ``ignored`` (stale) / ``accepted`` / ``duplicate``, or 503 (not stored). An order
+        id not valid for the source is dropped (recorded without a refresh, one warning)."""
         now = self.clock.now()
+        valid = valid_order_id(self.source, order_id)
+        if order_id is not None and valid is None:
+            self._count("invalid_order_id")
+            self.log.warning(
+                "webhook.invalid_order_id", store=self.store, topic=topic,
+                delivery_id=delivery_id, length=len(order_id),
+            )
+        order_id = valid
         if created is not None and created < now - self.replay_window:
             self._count("stale")
             self.log.warning(
@@ -629,6 +680,7 @@ def make_app(
     db_timeout: float = 4.0,
     handshake: Literal["hmac", "echo"] = "hmac",
     source: WebhookSource = "shopwired",
+    body_timeout: float = 10.0,
 ) -> WebhookApp:
     """Build the receiver for one store (an ASGI callable; serve it with uvicorn).
 
@@ -640,7 +692,8 @@ def make_app(
     must not be empty); ``store`` is the ledger store name; ``clock`` supplies "now" for the
     replay check and ``received_at``; ``log`` is a structlog logger. ``db_timeout`` bounds
     each database call (seconds; keep it under ShopWired's 5 s and Elastic Path's 10 s);
-    ``handshake`` picks the ShopWired verification reply (see the module docstring).
+    ``handshake`` picks the ShopWired verification reply (see the module docstring);
+    ``body_timeout`` bounds how long a body may take to arrive (seconds; then 408).
     """
     return WebhookApp(
         inbox=inbox,
@@ -653,4 +706,5 @@ def make_app(
         db_timeout=db_timeout,
         handshake=handshake,
         source=source,
+        body_timeout=body_timeout,
     )
