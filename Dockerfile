@@ -19,7 +19,7 @@ COPY --from=build /opt/venv /opt/venv
 USER ordersync
 WORKDIR /data
 EXPOSE 8080 9108
-HEALTHCHECK --interval=60s --timeout=10s --start-period=30s --retries=3 \
+HEALTHCHECK --interval=30s --timeout=10s --start-period=30s --retries=3 \
   CMD ["ordersync", "health"]
 ENTRYPOINT ["ordersync"]
 CMD ["run"]
