@@ -136,7 +136,9 @@ def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> Non
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
+        # One write per line (``print`` writes the text and the newline separately): lines of
+        # processes sharing one pipe, like a Celery worker's pool, never interleave.
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )
     _route_standard_logging(out, renderer, numeric_level)

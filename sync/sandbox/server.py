@@ -31,6 +31,7 @@ import contextlib
 import json
 import random
 import socket
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -74,6 +75,13 @@ class _Server(ThreadingHTTPServer):
     def untrack(self, conn: socket.socket) -> None:
         with self._conns_lock:
             self._conns.discard(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is not a server error:
+        no traceback on stderr for it."""
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self._conns_lock:
