@@ -47,10 +47,13 @@ app = make_app()
 
 
 @setup_logging.connect  # type: ignore[untyped-decorator]
-def _log_as_ordersync(**_: Any) -> None:
+def _log_as_ordersync(loglevel: Any = None, **_: Any) -> None:
     """Celery's own logging setup is replaced by ours (a connected receiver stops Celery from
     installing its handlers and wrapping stdout/stderr): every line of the worker and of its
-    pool processes is then one JSON line, Celery's and kombu's included."""
+    pool processes is then one JSON line, Celery's and kombu's included. The worker's
+    ``--loglevel`` still sets Celery's own loggers."""
+    import logging
+
     from sync.logs import configure
 
     try:
@@ -58,6 +61,8 @@ def _log_as_ordersync(**_: Any) -> None:
         configure(settings.log_format, settings.log_level)
     except Exception:  # the settings were checked before the worker started
         configure(os.environ.get("ORDERSYNC_LOG_FORMAT", "auto"))
+    if loglevel:
+        logging.getLogger("celery").setLevel(loglevel)
 
 
 def _say_as_log_line(msg: str, f: Any = None) -> None:

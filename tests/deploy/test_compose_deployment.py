@@ -300,8 +300,14 @@ def engine() -> list[str]:
     return compose
 
 
+def _build_stage_images() -> set[str]:
+    return set(_run(["docker", "images", "-q", "--no-trunc", "--filter",
+                     "label=org.ordersync.stage=build"]).stdout.split())
+
+
 @pytest.fixture(scope="module")
 def image(engine: list[str]) -> Iterator[dict[str, float]]:
+    before = _build_stage_images()
     started = time.monotonic()
     res = _run(["docker", "build", "--network", "host", "-t", IMAGE, str(ROOT)], timeout=1200)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
@@ -315,6 +321,9 @@ def image(engine: list[str]) -> Iterator[dict[str, float]]:
            "over_base_mb": round((size(IMAGE) - size(BASE_IMAGE)) / 1e6, 1)}
     if not os.environ.get("ORDERSYNC_DEPLOY_KEEP_IMAGE"):
         _run(["docker", "rmi", IMAGE], timeout=300)
+        left = sorted(_build_stage_images() - before)  # this build's own first stage
+        if left:
+            _run(["docker", "rmi", *left], timeout=300)
 
 
 # --------------------------------------------------------------------------------- test
@@ -422,9 +431,10 @@ def _exercise(dep: Deployment, shop: Shop, figures: dict[str, Any]) -> None:
     # 4. down && up -d with changes waiting: resumes from the ledger, sends nothing twice.
     shop.ship(20)
     shop.add(5)
-    dep.collect_logs()
     stopped = time.monotonic()
-    dep.run("down", "-t", "20")  # the volumes stay: the same ledger comes back
+    dep.run("stop", "-t", "20")
+    dep.collect_logs()  # shutdown lines included, before `down` removes the containers
+    dep.run("down")  # the volumes stay: the same ledger comes back
     dep.run("up", "-d")
     wait_until("every service healthy after down/up", healthy, 240)
     wait_until("everything delivered after down/up", settled(dep, shop), 420, 5)
@@ -483,7 +493,9 @@ def _exercise(dep: Deployment, shop: Shop, figures: dict[str, Any]) -> None:
     assert any('"order.push"' in ln for ln in dep.logs["worker"])
     assert any('"pass.done"' in ln for ln in dep.logs["poller"])
     assert any('"ledger.migrated"' in ln for ln in dep.logs["migrate"])
-    assert image["over_base_mb"] <= 200, image
+    assert any('"daemon.stopping"' in ln for ln in dep.logs["poller"])  # graceful stop
+    assert any("Warm shutdown" in ln for ln in dep.logs["worker"])
+    assert figures["image"]["over_base_mb"] <= 200, figures["image"]
 
 
 def _created(order: dict[str, Any]) -> datetime:
