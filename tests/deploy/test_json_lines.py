@@ -112,8 +112,9 @@ def test_celery_worker_and_its_pool_write_json_lines_only(tmp_path: Path) -> Non
     import redis
 
     url = "redis://127.0.0.1:6379/13"  # not the suites' database: this worker consumes
+    broker = redis.Redis.from_url(url, socket_timeout=3)
     try:
-        redis.Redis.from_url(url, socket_timeout=3).ping()
+        kombu_keys_before = set(broker.keys("_kombu*"))
     except redis.RedisError:
         pytest.skip("no Redis on 127.0.0.1:6379")
     env = _env(DATABASE_URL=f"sqlite:///{tmp_path / 'l.db'}", REDIS_URL=url,
@@ -134,6 +135,9 @@ def test_celery_worker_and_its_pool_write_json_lines_only(tmp_path: Path) -> Non
     finally:
         if proc.poll() is None:
             proc.kill()
+        left = set(broker.keys("_kombu*")) - kombu_keys_before  # only what this worker made
+        if left:
+            broker.delete(*left)
     lines = _lines(seen + rest)
     text = seen + rest
     assert proc.returncode == 0, text[-2000:]
