@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast lint typecheck install clean lock
+.PHONY: demo test test-fast lint typecheck install clean lock deploy-test
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP)
 	$(BIN)/ruff check sync workers config tests bench
 	$(BIN)/mypy sync config
 	$(BIN)/pytest -q
+
+## The docker-compose deployment on a real Docker engine: build, up, kill -9, down/up, JSON
+## logs (about 10 minutes). Skips, saying why, without an engine; on a machine without Docker
+## Hub start one first: `bash ../shared/tools/docker-engine.sh up`.
+deploy-test: $(STAMP)
+	$(BIN)/pytest -q -p no:randomly -rs -s tests/deploy
 
 test-fast: $(STAMP)
 	$(BIN)/pytest -q -m "not slow"

@@ -109,6 +109,11 @@ def _mark(ok: bool, message: str) -> Text:
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
+    from sync.logs import log_instead_of_text
+
+    # A container's last words must be a log line like the others.
+    if log_instead_of_text("ordersync.exit", error=message, exit_code=code):
+        return typer.Exit(code)
     err.print(Text.assemble(("ordersync:", "bold red"), " ", _one_line(message)))
     return typer.Exit(code)
 
@@ -180,7 +185,10 @@ class _Stopper:
         def handler(signum: int, _: Any) -> None:
             if self.event.is_set():
                 raise SystemExit(130)
-            err.print(f"ordersync: received signal {signum}, finishing the current pass…")
+            from sync.logs import get_logger
+
+            get_logger("ordersync").info("daemon.stopping", signal=signum,
+                                         hint="finishing the current pass")
             self.event.set()
 
         signal.signal(signal.SIGTERM, handler)
@@ -321,7 +329,11 @@ def _status_data(settings: Settings) -> dict[str, Any]:
         now = datetime.now(UTC)
         wh = WebhookInbox(ledger).stats(settings.store, since=now - timedelta(hours=1))
         calls_raw = ledger.get_cursor(settings.store, LAST_PASS_CALLS)
-        dead_letters = len(ledger.dead_letters(settings.store))
+        # What `dlq list` lists, counted from the same states as the rows above.
+        dead_by_kind = {"unmappable": counts.orders.get("skipped", 0),
+                        "order": counts.orders.get("dead", 0),
+                        "event": counts.events.get("dead", 0)}
+        dead_letters = sum(dead_by_kind.values())
         wm = ledger.get_cursor(settings.store, WATERMARK)
         last_ok = ledger.get_cursor(settings.store, LAST_PASS_OK)
         last_err = ledger.get_cursor(settings.store, LAST_PASS_ERROR)
@@ -350,6 +362,7 @@ def _status_data(settings: Settings) -> dict[str, Any]:
         "last_pass_error": last_err,
         "last_pass_calls": json.loads(calls_raw) if calls_raw else None,
         "dead_letters": dead_letters,
+        "dead_letters_by_kind": dead_by_kind,
         "webhooks": {
             "configured": settings.webhook_secret()[1] is not None,
             "received_last_hour": wh.received,
@@ -393,7 +406,12 @@ def status(
         f"{wh['received_last_hour']} received in the last hour, last "
         f"{wh['last_received_at'] or 'never'}, {wh['pending_refreshes']} refreshes pending"
     ) if wh["configured"] or wh["received_last_hour"] else "not configured (polling only)")
-    t.add_row("dead letters", f"{data['dead_letters']} (see `ordersync dlq list`)")
+    # Dead letters are the dead orders and events *and* the unmappable (skipped) orders:
+    # say which, so the total agrees with the counts above.
+    kinds = data["dead_letters_by_kind"]
+    t.add_row("dead letters", f"{data['dead_letters']}: {kinds['unmappable']} unmappable "
+              f"(skipped), {kinds['order']} dead orders, {kinds['event']} dead events "
+              "(see `ordersync dlq list`)")
     out.print(t)
     if data["recent_problems"]:
         p = SafeTable(title="orders needing attention")
@@ -655,21 +673,10 @@ def worker(
 
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="ordersync-metrics-")
     _serve_metrics(settings, get_logger("ordersync"), multiprocess=True)
-    import workers.app as wa
-    from workers.app import make_app
+    from workers.app import start_worker
 
-    wa.app = make_app(settings.redis_url)
-    wa.app.register_task(wa.push_order)
-    wa.app.register_task(wa.push_orders)
-    from celery.signals import worker_shutting_down
-
-    asked = threading.Event()  # set on SIGTERM/SIGINT/SIGQUIT (warm or cold shutdown)
-    worker_shutting_down.connect(lambda **_: asked.set(), weak=False)
-    wa.app.worker_main(
-        ["worker", f"--loglevel={loglevel}", f"--concurrency={concurrency}",
-         "--prefetch-multiplier=1", "-Q", "ordersync", "--without-gossip", "--without-mingle"]
-    )
-    if not asked.is_set():
+    assert settings.redis_url is not None
+    if not start_worker(settings.redis_url, concurrency=concurrency, loglevel=loglevel):
         # Celery returns normally after an unrecoverable error (e.g. the broker vanished
         # mid-reconnect): say so and exit non-zero, so every supervisor restarts the worker.
         raise _fail("the Celery worker stopped without being asked to (lost broker "
@@ -826,6 +833,11 @@ def migrate() -> None:
     with _friendly():
         schema.upgrade(settings.database_url)
     where = schema.redact_url(settings.database_url)
+    from sync.logs import get_logger, json_lines
+
+    if json_lines():  # a deployment's one-shot service: its output is log lines too
+        get_logger("ordersync").info("ledger.migrated", revision=schema.HEAD, database=where)
+        return
     out.print(f"ledger schema is at revision {schema.HEAD} ({where})")
 
 
@@ -836,6 +848,11 @@ def sandbox(
     activity: Annotated[float, typer.Option(help="Seconds between activity ticks (0 = off).")] = 5,
     port_shopwired: Annotated[int, typer.Option(help="ShopWired port (0 = free).")] = 8081,
     port_wiredplus: Annotated[int, typer.Option(help="WiredPlus port (0 = free).")] = 8082,
+    host: Annotated[str, typer.Option(
+        help="Listen address. Containers on Linux reach this machine only on the docker0 "
+             "address (`ip -4 addr show docker0`, usually 172.17.0.1); 0.0.0.0 = every "
+             "address (also the network's: the sandbox has no real secrets, but mind it).")
+    ] = "127.0.0.1",
     print_env: Annotated[
         bool, typer.Option("--print-env", help="Only print the export lines, serve nothing.")
     ] = False,
@@ -859,17 +876,25 @@ def sandbox(
         str, typer.Option(help="BulkOrderUpdate costs 'request' (one budget unit) or "
                                "'record' (one per order).")
     ] = "request",
+    print_dotenv: Annotated[
+        bool, typer.Option("--print-dotenv",
+                           help="Only print the settings in .env form for docker compose "
+                                "(URLs at host.docker.internal), serve nothing.")
+    ] = False,
 ) -> None:
     """Serve the ShopWired and WiredPlus simulators until interrupted."""
+    from sync.sandbox import Sandbox
+    from sync.sandbox.server import DOCKER_HOST_NAME, client_host, connection_env
     from sync.service.demo import serve_sandbox
 
-    if print_env:
-        typer.echo(
-            f"export SHOPWIRED_BASE_URL=http://127.0.0.1:{port_shopwired}/v1 "
-            "SHOPWIRED_API_KEY=sandbox-key SHOPWIRED_API_SECRET=sandbox-secret\n"
-            f"export WIREDPLUS_BASE_URL=http://127.0.0.1:{port_wiredplus}/v1 "
-            "WIREDPLUS_API_USER=sandbox WIREDPLUS_API_KEY=sandbox-key"
-        )
+    if print_env or print_dotenv:
+        sb = Sandbox(seed=seed)  # the credentials only: nothing is generated or served
+        url_host = DOCKER_HOST_NAME if print_dotenv else client_host(host)
+        typer.echo(connection_env(
+            (url_host, port_shopwired), (url_host, port_wiredplus), dotenv=print_dotenv,
+            shopwired_credentials=sb.shopwired_credentials,
+            wiredplus_credentials=sb.wiredplus_credentials,
+        ))
         return
 
     if min(shopwired_latency, wiredplus_latency, latency_jitter) < 0:
@@ -879,7 +904,7 @@ def sandbox(
     # The sandbox prints only text of its own (the generator's data), so its console
     # keeps rich markup for its styling.
     serve_sandbox(orders=orders, seed=seed, activity=activity,
-                  ports=(port_shopwired, port_wiredplus), console=Console(),
+                  ports=(port_shopwired, port_wiredplus), console=Console(), host=host,
                   options={"shopwired_latency": shopwired_latency,
                            "wiredplus_latency": wiredplus_latency,
                            "latency_jitter": latency_jitter,

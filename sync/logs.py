@@ -15,6 +15,7 @@ start with ``0`` or ``+`` (ids, UNIX times) are left alone; a phone number needs
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import MutableMapping
@@ -109,15 +110,61 @@ class _CurrentStderr:
         return sys.stderr.isatty()
 
 
+# Libraries that log through the standard library: each is routed to the same JSON lines, at
+# the configured level but never chattier than this (httpx logs every request at INFO; the
+# order.push line already says what a request achieved; Celery's per-task "received" and
+# "succeeded" lines repeat it; alembic announces its plugins and dialect on every schema check,
+# and `ordersync migrate` logs what it applied itself).
+_LIBRARY_FLOOR = {
+    "alembic": logging.WARNING,
+    "httpx": logging.WARNING,
+    "httpcore": logging.WARNING,
+    "celery.worker.strategy": logging.WARNING,
+    "celery.app.trace": logging.WARNING,
+}
+
+_state: dict[str, Any] = {"json": None, "handler": None}
+
+
+def _route_standard_logging(out: Any, renderer: Any, level: int) -> None:
+    """Send every standard-library log record (Celery, kombu, alembic, uvicorn, httpx,
+    ``warnings``) through the same timestamp, level, redaction and renderer as our own lines:
+    one root handler, replaced on every :func:`configure` call (never duplicated)."""
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_logger_name,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            redact,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    root = logging.getLogger()
+    old = _state["handler"]
+    if old is not None:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    _state["handler"] = handler
+    for name, floor in _LIBRARY_FLOOR.items():
+        logging.getLogger(name).setLevel(max(level, floor))
+    logging.captureWarnings(True)  # a library's warning is one JSON line too
+
+
 def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:
-    """Set up structlog for the process. ``fmt`` is ``json``, ``console`` or ``auto``; lines
-    go to ``stream``, by default the process's current standard error."""
+    """Set up logging for the process. ``fmt`` is ``json``, ``console`` or ``auto``; lines
+    go to ``stream``, by default the process's current standard error. Standard-library
+    logging (every library's) is rendered the same way, so with ``json`` each line the
+    process writes is one JSON object."""
     out = stream or _CurrentStderr()
     use_console = fmt == "console" or (fmt == "auto" and hasattr(out, "isatty") and out.isatty())
     renderer: Any = (
         structlog.dev.ConsoleRenderer(colors=False) if use_console
         else structlog.processors.JSONRenderer()
     )
+    numeric_level = getattr(logging, level.upper(), logging.INFO)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -127,12 +174,40 @@ def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> Non
             redact,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            getattr(logging, level.upper(), logging.INFO)
-        ),
-        logger_factory=structlog.PrintLoggerFactory(cast(TextIO, out)),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
+        # One write per line (``print`` writes the text and the newline separately): lines of
+        # processes sharing one pipe, like a Celery worker's pool, never interleave.
+        logger_factory=structlog.WriteLoggerFactory(cast(TextIO, out)),
         cache_logger_on_first_use=False,
     )
+    _route_standard_logging(out, renderer, numeric_level)
+    _state["json"] = not use_console
+
+
+def json_lines() -> bool:
+    """True when this process writes its log as JSON lines and standard error is not a
+    terminal: a message for the operator (a failure, a shutdown) must then be a log line too,
+    not text. Before :func:`configure` ran, ``ORDERSYNC_LOG_FORMAT=json`` decides (a
+    container whose configuration cannot even be read still logs JSON)."""
+    configured = _state["json"]
+    if configured is None:
+        configured = os.environ.get("ORDERSYNC_LOG_FORMAT", "").strip().lower() == "json"
+    try:
+        tty = sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        tty = False
+    return bool(configured) and not tty
+
+
+def log_instead_of_text(event: str, level: str = "error", **fields: Any) -> bool:
+    """When :func:`json_lines` holds, write ``event`` as one log line (configuring JSON output
+    first if nothing did yet) and return True; else False: the caller prints its text."""
+    if not json_lines():
+        return False
+    if _state["json"] is None:
+        configure("json")
+    getattr(get_logger("ordersync"), level)(event, **fields)
+    return True
 
 
 def get_logger(name: str = "ordersync") -> Any:

@@ -12,7 +12,7 @@ import threading
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_process_shutdown
+from celery.signals import setup_logging, worker_process_shutdown, worker_shutting_down
 
 from config.settings import load_settings
 
@@ -36,12 +36,90 @@ def make_app(broker_url: str | None = None) -> Celery:
         broker_transport_options={"visibility_timeout": 3600},
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,  # our lines are JSON already; never wrap them
+        worker_log_color=False,
         enable_utc=True,
     )
     return app
 
 
 app = make_app()
+
+
+@setup_logging.connect  # type: ignore[untyped-decorator]
+def _log_as_ordersync(loglevel: Any = None, **_: Any) -> None:
+    """Celery's own logging setup is replaced by ours (a connected receiver stops Celery from
+    installing its handlers and wrapping stdout/stderr): every line of the worker and of its
+    pool processes is then one JSON line, Celery's and kombu's included. The worker's
+    ``--loglevel`` still sets Celery's own loggers."""
+    import logging
+
+    from sync.logs import configure
+
+    try:
+        settings = load_settings()
+        configure(settings.log_format, settings.log_level)
+    except Exception:  # the settings were checked before the worker started
+        configure(os.environ.get("ORDERSYNC_LOG_FORMAT", "auto"))
+    if loglevel:
+        logging.getLogger("celery").setLevel(loglevel)
+
+
+def _say_as_log_line(msg: str, f: Any = None) -> None:
+    """Stands in for ``celery.apps.worker.safe_say``, which writes plain text ("worker: Warm
+    shutdown (MainProcess)") from signal handlers: one JSON line on standard error, like every
+    other line. Same constraint as Celery's: one ``os.write``, no lock the interrupted code may
+    hold."""
+    from sync.logs import json_lines
+
+    if not json_lines():
+        _celery_safe_say(msg, *(() if f is None else (f,)))
+        return
+    import contextlib
+    import json
+    import sys
+    from datetime import UTC, datetime
+
+    line = json.dumps({"event": "celery.say", "message": msg.strip(), "level": "warning",
+                       "timestamp": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")})
+    with contextlib.suppress(OSError, AttributeError, ValueError):  # as Celery: best effort
+        os.write(sys.__stderr__.fileno(), (line + "\n").encode())  # type: ignore[union-attr]
+
+
+_celery_safe_say: Any = None
+
+
+def start_worker(broker_url: str, *, concurrency: int, loglevel: str) -> bool:
+    """Run a Celery worker for the push tasks until it stops; ``True`` when it was asked to
+    stop (SIGTERM/SIGINT/SIGQUIT), ``False`` when Celery gave up on its own (e.g. the broker
+    vanished while it reconnected: the caller exits non-zero so the supervisor restarts it).
+
+    No banner, no colours, Celery's logging replaced by ours (:func:`_log_as_ordersync`); the
+    tasks are the ones this module defines, registered once (they are shared tasks: a new
+    app picks them up by itself)."""
+    global app, _celery_safe_say
+    import celery.apps.worker as celery_worker
+
+    if _celery_safe_say is None:
+        _celery_safe_say = celery_worker.safe_say
+        celery_worker.safe_say = _say_as_log_line
+    app = make_app(broker_url)
+    asked = threading.Event()  # set on SIGTERM/SIGINT/SIGQUIT (warm or cold shutdown)
+
+    def _asked(**_: Any) -> None:
+        asked.set()
+
+    worker_shutting_down.connect(_asked, weak=False)
+    try:
+        app.worker_main(
+            ["--quiet", "--no-color", "worker", f"--loglevel={loglevel}",
+             f"--concurrency={concurrency}", "--prefetch-multiplier=1", "-Q", "ordersync",
+             "--without-gossip", "--without-mingle"]
+        )
+    finally:
+        worker_shutting_down.disconnect(_asked)
+    return asked.is_set()
+
 
 class _WorkerRuntime:
     """What a worker process holds: the pusher (ledger + WiredPlus), built once per process.

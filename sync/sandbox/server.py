@@ -31,6 +31,7 @@ import contextlib
 import json
 import random
 import socket
+import sys
 import threading
 import traceback
 from collections.abc import Callable
@@ -74,6 +75,13 @@ class _Server(ThreadingHTTPServer):
     def untrack(self, conn: socket.socket) -> None:
         with self._conns_lock:
             self._conns.discard(conn)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-request (killed, timed out) is not a server error:
+        no traceback on stderr for it."""
+        if isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            return
+        super().handle_error(request, client_address)
 
     def close_connections(self) -> None:
         with self._conns_lock:
@@ -401,3 +409,39 @@ def describe(sb: Sandbox) -> str:
             "wiredplus_credentials": list(sb.wiredplus_credentials),
         }
     )
+
+
+DOCKER_HOST_NAME = "host.docker.internal"
+"""The name containers use for the machine running the sandbox: built into Docker Desktop
+(macOS, Windows); on Linux the compose file maps it to the host (``host-gateway``)."""
+
+
+def connection_env(
+    shopwired: tuple[str, int], wiredplus: tuple[str, int], *,
+    shopwired_credentials: tuple[str, str], wiredplus_credentials: tuple[str, str],
+    dotenv: bool,
+) -> str:
+    """The settings that point ordersync at a sandbox whose servers clients reach at
+    ``(host, port)``: shell ``export`` lines, or with ``dotenv`` one ``NAME=value`` per line
+    for a ``.env`` file (docker compose reads it; later lines win over earlier ones)."""
+    values = {
+        "SHOPWIRED_BASE_URL": f"http://{shopwired[0]}:{shopwired[1]}/v1",
+        "SHOPWIRED_API_KEY": shopwired_credentials[0],
+        "SHOPWIRED_API_SECRET": shopwired_credentials[1],
+        "WIREDPLUS_BASE_URL": f"http://{wiredplus[0]}:{wiredplus[1]}/v1",
+        "WIREDPLUS_API_USER": wiredplus_credentials[0],
+        "WIREDPLUS_API_KEY": wiredplus_credentials[1],
+    }
+    if dotenv:
+        return "\n".join(f"{k}={v}" for k, v in values.items())
+    names = list(values)
+    return "\n".join(
+        "export " + " ".join(f"{k}={values[k]}" for k in group)
+        for group in (names[:3], names[3:])
+    )
+
+
+def client_host(listen_host: str) -> str:
+    """The address a client on this machine uses for a server listening on ``listen_host``
+    (all addresses: loopback)."""
+    return "127.0.0.1" if listen_host in ("0.0.0.0", "::", "") else listen_host

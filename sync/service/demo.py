@@ -398,28 +398,39 @@ def serve_sandbox(
     ports: tuple[int, int],
     console: Console,
     options: Mapping[str, Any] | None = None,
+    host: str = "127.0.0.1",
 ) -> None:
-    """Serve both simulators on fixed ports until Ctrl-C, printing how to point ordersync
-    at them (for trying the real daemon, webhooks or workers by hand). ``options``: more
-    :class:`~sync.sandbox.server.Sandbox` keyword arguments (latency, BulkOrderUpdate)."""
+    """Serve both simulators on fixed ports of ``host`` until Ctrl-C, printing how to point
+    ordersync at them (for trying the real daemon, webhooks or workers by hand), from this
+    machine and from containers. ``options``: more :class:`~sync.sandbox.server.Sandbox`
+    keyword arguments (latency, BulkOrderUpdate)."""
     sb = Sandbox(seed=seed, orders=0, **dict(options or {}))
     clock = sb.clock
     _build_shop(sb, orders, clock)
     from sync.sandbox.server import serve
 
-    sb._servers["shopwired"] = serve(sb.shopwired.handle, "127.0.0.1", ports[0])
-    sb._servers["wiredplus"] = serve(sb.wiredplus.handle, "127.0.0.1", ports[1])
+    sb._servers["shopwired"] = serve(sb.shopwired.handle, host, ports[0])
+    sb._servers["wiredplus"] = serve(sb.wiredplus.handle, host, ports[1])
     if activity > 0:
         sb.start_activity(interval_seconds=activity)
     sw_key, sw_secret = sb.shopwired_credentials
     user, key = sb.wiredplus_credentials
     console.print(describe(sb), highlight=False, soft_wrap=True)
+    from sync.sandbox.server import DOCKER_HOST_NAME, client_host, connection_env
+
+    bound = (sb._servers["shopwired"].port, sb._servers["wiredplus"].port)
+    creds = {"shopwired_credentials": (sw_key, sw_secret), "wiredplus_credentials": (user, key)}
+    here = client_host(host)
     console.print(
         "\n# point ordersync at it:\n"
-        f"export SHOPWIRED_BASE_URL={sb.shopwired_url} SHOPWIRED_API_KEY={sw_key} "
-        f"SHOPWIRED_API_SECRET={sw_secret}\n"
-        f"export WIREDPLUS_BASE_URL={sb.wiredplus_url} WIREDPLUS_API_USER={user} "
-        f"WIREDPLUS_API_KEY={key}\n",
+        + connection_env((here, bound[0]), (here, bound[1]), dotenv=False, **creds)
+        + f"\n\n# or, for docker compose, append to .env (containers reach this machine as "
+        f"{DOCKER_HOST_NAME}"
+        + ("" if host != "127.0.0.1" else "; on Linux start the sandbox with --host set to "
+           "the docker0 address, e.g. --host 172.17.0.1")
+        + "):\n"
+        + connection_env((DOCKER_HOST_NAME, bound[0]), (DOCKER_HOST_NAME, bound[1]),
+                         dotenv=True, **creds) + "\n",
         highlight=False,
         soft_wrap=True,
     )

@@ -1,4 +1,5 @@
-"""Dockerfile and docker-compose.yml stay true to the code (there is no Docker engine here)."""
+"""Dockerfile and docker-compose.yml stay true to the code, checked by reading them (the real
+deployment on a Docker engine is ``test_compose_deployment.py``)."""
 
 from __future__ import annotations
 
@@ -42,14 +43,47 @@ def test_every_service_command_is_a_real_subcommand():
         assert cmd[0] in cli_commands(), f"{name}: {cmd[0]} is not an ordersync command"
 
 
+def env_file(path: Path) -> dict[str, str]:
+    """``NAME=value`` lines as docker compose reads an env file (later lines win)."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            out[name.strip()] = value
+    return out
+
+
 def test_every_environment_name_is_a_setting():
     known = set(env_names())
     for name, svc in ordersync_services(compose()).items():
         for var in svc.get("environment", {}):
             assert var in known, f"{name}: {var} is not a Settings name"
+    for var in env_file(ROOT / "docker-compose.env"):
+        assert var in known, f"docker-compose.env: {var} is not a Settings name"
     example = (ROOT / ".env.example").read_text()
-    for var in re.findall(r"^([A-Z_]+)=", example, re.M):
+    for var in re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", example, re.M):
         assert var in known, f".env.example: {var} is not a Settings name"
+
+
+def test_env_example_works_as_shipped():
+    """`cp .env.example .env`: the only live lines are the credentials to fill in; nothing
+    else overrides a default or what compose sets for its own services (a blank
+    ORDERSYNC_STATUS_MAP once made the poller read "." as the status map)."""
+    live = env_file(ROOT / ".env.example")
+    assert set(live) == {"SHOPWIRED_API_KEY", "SHOPWIRED_API_SECRET", "WIREDPLUS_API_USER",
+                         "WIREDPLUS_API_KEY"}
+    assert all(v == "" for v in live.values())
+
+
+def test_compose_settings_come_from_env_files_and_dotenv_wins():
+    """DATABASE_URL/REDIS_URL/ORDERSYNC_LOG_FORMAT come from docker-compose.env, listed before
+    .env, so the user's .env overrides them; no service's `environment` silently does."""
+    for name, svc in ordersync_services(compose()).items():
+        assert svc["env_file"] == ["docker-compose.env", ".env"], name
+        for var in ("DATABASE_URL", "REDIS_URL", "ORDERSYNC_LOG_FORMAT"):
+            assert var not in (svc.get("environment") or {}), f"{name} overrides {var}"
+        assert svc["restart"] in ("unless-stopped", "no"), name
+        assert "host.docker.internal:host-gateway" in svc["extra_hosts"], name
 
 
 def test_dependencies_and_healthchecks_wire_up():
@@ -68,10 +102,14 @@ def test_dependencies_and_healthchecks_wire_up():
 
 
 def test_compose_urls_point_at_compose_services():
-    doc = compose()
-    env = doc["services"]["poller"]["environment"]
+    env = env_file(ROOT / "docker-compose.env")
     assert "@postgres:5432" in env["DATABASE_URL"]
     assert env["REDIS_URL"].startswith("redis://redis:6379")
+    assert env["ORDERSYNC_LOG_FORMAT"] == "json"
+    services = compose()["services"]
+    assert services["migrate"]["healthcheck"] == {"disable": True}  # exited ≠ unhealthy
+    for name in ("poller", "worker"):
+        assert "profiles" not in services[name] and services[name]["restart"] == "unless-stopped"
 
 
 def test_dockerfile_entrypoint_and_healthcheck_run_here():
@@ -128,18 +166,21 @@ def _port_mapping(svc: dict[str, Any]) -> tuple[str, int, int, int]:
 
 
 def test_each_source_has_its_own_webhook_receiver():
-    """`webhook` serves ShopWired; `webhook-elasticpath` comes with the elasticpath profile,
-    configured like `poller-elasticpath`, on its own host port, and serves the EP route."""
+    """`webhook` serves ShopWired; `webhook-elasticpath` serves the EP route, configured like
+    `poller-elasticpath`, on its own host port. Each needs its secret to start, so each has
+    its own profile (a plain `up -d` never starts a receiver that would restart-loop)."""
     from config.settings import Settings
     from sync.webhook import WEBHOOK_PATHS
 
     services = compose()["services"]
     sw, ep, ep_poller = (services["webhook"], services["webhook-elasticpath"],
                          services["poller-elasticpath"])
-    assert "profiles" not in sw
-    assert ep["profiles"] == ep_poller["profiles"] == ["elasticpath"]
+    assert sw["profiles"] == ["webhook"]
+    assert ep["profiles"] == ["elasticpath-webhook"]
+    assert ep_poller["profiles"] == ["elasticpath"]
     assert sw["command"][0] == ep["command"][0] == "webhook"
-    for var in ("DATABASE_URL", "REDIS_URL", "ORDERSYNC_SOURCE", "ORDERSYNC_STORE"):
+    assert ep["env_file"] == ep_poller["env_file"]
+    for var in ("ORDERSYNC_SOURCE", "ORDERSYNC_STORE"):
         assert ep["environment"][var] == ep_poller["environment"][var], var
     assert ep["depends_on"] == sw["depends_on"]
     host_ports = set()

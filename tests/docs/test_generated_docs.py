@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from config.settings import env_names
@@ -18,8 +19,8 @@ def test_configuration_reference_is_up_to_date() -> None:
 def test_env_example_is_up_to_date_and_lists_every_setting() -> None:
     current = (ROOT / ".env.example").read_text(encoding="utf-8")
     assert current == render_env_example(), "run `ordersync config-docs`"
-    names = {line.split("=", 1)[0] for line in current.splitlines()
-             if line and not line.startswith("#")}
+    names = {line.removeprefix("# ").split("=", 1)[0] for line in current.splitlines()
+             if re.match(r"^(# )?[A-Z][A-Z0-9_]*=", line)}
     assert names == set(env_names())
 
 

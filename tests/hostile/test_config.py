@@ -3,6 +3,7 @@ and exit 2; nonsense values are rejected with their allowed range; blank values 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,12 @@ def _one_line_exit_2(result: Any, name: str) -> str:
         repr(result.exception))
     lines = [ln for ln in result.output.splitlines() if ln.strip()]
     assert len(lines) == 1, result.output
-    assert lines[0].startswith("ordersync:") and name in lines[0], lines[0]
+    if lines[0].startswith("{"):  # JSON logs and no terminal: the line is a log record
+        record = json.loads(lines[0])
+        assert record["event"] == "ordersync.exit" and record["exit_code"] == 2, lines[0]
+        assert name in record["error"], lines[0]
+    else:
+        assert lines[0].startswith("ordersync:") and name in lines[0], lines[0]
     assert "Traceback" not in result.output
     return lines[0]
 

@@ -9,6 +9,9 @@ that URL's dialect.
 Autogenerate compares against :data:`sync.ledger.models.Base.metadata` with ``compare_type``
 on, renders :class:`sync.ledger.models.UTCDateTime` as plain ``sa.DateTime()`` (revisions must
 not import application code, which keeps changing), and uses batch mode on SQLite.
+
+Each revision applied or reverted is one ``ledger.migration`` log line (JSON in a deployment)
+through the application's logger; Alembic's own chatter stays below the configured level.
 """
 
 from __future__ import annotations
@@ -33,8 +36,25 @@ def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | 
     return False  # Alembic's default rendering
 
 
+def _log_step(*, ctx: Any, step: Any, heads: Any, **_: Any) -> None:
+    """Alembic's ``on_version_apply`` hook: one log line per revision applied (not for the
+    in-memory scratch database :mod:`sync.ledger.schema` derives revision 0001's tables from)."""
+    from sync.logs import get_logger
+
+    connection = ctx.connection
+    if connection is not None and not connection.engine.url.database:
+        return
+    get_logger("ordersync").info(
+        "ledger.migration", direction="upgrade" if step.is_upgrade else "downgrade",
+        revision=step.up_revision_id if step.is_upgrade else step.down_revision_ids,
+        description=step.up_revision.doc if step.up_revision is not None else None,
+        heads=sorted(heads),
+    )
+
+
 def _configure_options(dialect_name: str) -> dict[str, Any]:
     return {
+        "on_version_apply": _log_step,
         "target_metadata": target_metadata,
         "compare_type": True,
         "render_item": render_item,
