@@ -39,7 +39,7 @@ from sqlalchemy import update
 from sync import metrics
 from sync.clock import Clock
 from sync.domain.retry import is_exhausted, retry_delay
-from sync.errors import FatalError, RetryableError, SkippableError
+from sync.errors import FatalError, RetryableError, SkippableError, Throttled, Unavailable
 from sync.ledger.models import EventRow, EventState, OrderRow, OrderState
 from sync.ledger.store import ClaimedOrder, Ledger, PushDone
 
@@ -285,9 +285,10 @@ class Pusher:
         self, store: str, row: ClaimedOrder, owner: str, exc: RetryableError,
         result: PushResult
     ) -> None:
-        # Being throttled (429, or our own budget for the hour is spent) says nothing about
-        # this order: wait as told, without spending one of its attempts.
-        throttled = exc.status == 429 or "rate budget" in exc.message
+        # Being throttled (429, or our own budget for the hour is spent) or finding the
+        # account's circuit open (WiredPlus fails for everybody) says nothing about this
+        # order: wait as told, without spending one of its attempts.
+        throttled = isinstance(exc, Throttled | Unavailable)
         attempts = row.attempts + (0 if throttled else 1)
         if not throttled and is_exhausted(attempts, self.policy.max_attempts):
             self._dead_letter(
