@@ -48,6 +48,8 @@ from sync.ledger.models import (
 )
 
 WATERMARK = "new_orders_watermark"
+#: JSON: where a new-order scan that stopped part-way resumes (sync.service.poller), or "".
+SCAN_RESUME = "new_orders_scan_resume"
 LAST_PASS_OK = "last_pass_ok"
 LAST_PASS_ERROR = "last_pass_error"
 LAST_PASS_CALLS = "last_pass_calls"

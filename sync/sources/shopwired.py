@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
@@ -75,11 +76,24 @@ MAX_RETRIES: Final = 8
 #: A read is not retried in place once this long has passed since its first try.
 RETRY_BUDGET_S: Final = 300.0
 
+#: Rows of the current created second read again at the start of the next page: up to this
+#: many orders archived or deleted behind the paging position cannot shift a row out of sight.
+SAME_SECOND_OVERLAP: Final = 10
+
 # Endpoint labels (keys of ``ShopWiredClient.calls``).
 EP_ORDERS: Final = "orders"
 EP_ORDER: Final = "orders/{id}"
 EP_COUNT: Final = "orders/count"
 EP_STATUSES: Final = "order-statuses"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPosition:
+    """Where a created-date scan stands: ``read_in_second`` rows of the orders created in
+    UNIX second ``second`` have been read (see :meth:`ShopWiredClient.iter_order_pages`)."""
+
+    second: int
+    read_in_second: int
 
 
 def _unix(dt: datetime) -> int:
@@ -229,25 +243,51 @@ class ShopWiredClient(PooledApiClient):
         fields: Sequence[str] | None = ORDER_FIELDS,
         archived: bool | None = None,
     ) -> Iterator[list[Any]]:
-        """Pages of orders created in the window, oldest first, paged by created date.
+        """Pages of orders created in the window, oldest first (:meth:`iter_order_pages`
+        without the positions)."""
+        for page, _ in self.iter_order_pages(created_from, created_to, page_size=page_size,
+                                             fields=fields, archived=archived):
+            yield page
 
-        Keyset paging: each request starts at the created second of the last row received
-        (``from`` is inclusive) with offset 0, so an order archived or deleted *behind* the
-        cursor between two requests cannot shift a row out of sight (offset paging would skip
-        one). Rows of that second already yielded are dropped (about one call per 99 orders).
-        Rows without a readable ``created`` are paged by offset.
-        Stops after a short page (an empty page is not yielded). Raises RetryableError if the
-        server sends the same page twice (it ignored the paging), rather than looping for ever.
+    def iter_order_pages(
+        self,
+        created_from: datetime,
+        created_to: datetime,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        fields: Sequence[str] | None = ORDER_FIELDS,
+        archived: bool | None = None,
+        resume: ScanPosition | None = None,
+    ) -> Iterator[tuple[list[Any], ScanPosition]]:
+        """Pages of orders created in the window, oldest first, each with the position to
+        resume from after it (``resume`` continues a scan that stopped there).
+
+        Keyset paging on ``(created second, rank within that second)``: each request starts
+        at the created second of the last row received (``from`` is inclusive) at the offset
+        of the rows of that second already read **minus** :data:`SAME_SECOND_OVERLAP`. So
+
+        * any number of orders sharing one second is read completely (a bulk import of 500
+          in one second pages through it, 90 new rows a page), and no page is ever asked
+          for twice — every full page moves the position forward;
+        * an order archived or deleted *behind* the position between two requests shifts the
+          rows by one: the overlap re-reads it instead of skipping a row (offset paging
+          would lose it). Rows already yielded are dropped.
+
+        Rows without a readable ``created`` are paged by offset. Stops after a short page (an
+        empty page is not yielded). Raises RetryableError if the server ignores the paging
+        (the same request would be sent twice), rather than looping for ever.
         """
-        cursor = created_from
-        skip = 0
-        seen_at_cursor: set[Any] = set()
-        previous_ids: list[Any] | None = None
+        second = resume.second if resume is not None else _unix(created_from)
+        read_in_second = resume.read_in_second if resume is not None else 0
+        overlap = min(SAME_SECOND_OVERLAP, page_size // 2)
+        seen: set[Any] = set()  # ids yielded at ``second``
+        dated = True  # False: the last page had no readable dates, page by offset alone
         while True:
+            offset = max(0, read_in_second - (overlap if dated else 0))
             page = self.list_orders(
-                created_from=cursor,
+                created_from=datetime.fromtimestamp(second, UTC),
                 created_to=created_to,
-                offset=skip,
+                offset=offset,
                 count=page_size,
                 fields=fields,
                 archived=archived,
@@ -255,36 +295,30 @@ class ShopWiredClient(PooledApiClient):
             if not page:
                 return
             ids = [item.get("id") if isinstance(item, dict) else None for item in page]
-            if previous_ids is not None and ids == previous_ids and any(i is not None for i in ids):
+            fresh = [item for item, oid in zip(page, ids, strict=True)
+                     if oid is None or oid not in seen]
+            seconds = [_unix(c) if (c := _created_at(item)) is not None else None
+                       for item in page]
+            if len(page) == page_size and not fresh:
                 raise RetryableError(
-                    f"ShopWired returned the same page twice (from {_unix(cursor)}, "
-                    f"offset {skip})",
+                    f"ShopWired returned the same page twice (from {second}, offset {offset})",
                     endpoint=EP_ORDERS,
                 )
-            previous_ids = ids
-            fresh = [
-                item for item in page
-                if not (isinstance(item, dict) and item.get("id") in seen_at_cursor)
-            ]
+            last = max((x for x in seconds if x is not None), default=None)
+            dated = last is not None
+            if last is None or last <= second:
+                read_in_second = offset + len(page)  # the page is inside one second
+                seen |= {i for i in ids if i is not None}
+            else:
+                second = last
+                at_last = [oid for oid, x in zip(ids, seconds, strict=True) if x == last]
+                read_in_second = len(at_last)
+                seen = {i for i in at_last if i is not None}
+            position = ScanPosition(second, read_in_second)
             if fresh:
-                yield fresh
+                yield fresh, position
             if len(page) < page_size:
                 return
-            last = _created_at(page[-1])
-            if last is None or _unix(last) <= _unix(cursor):
-                skip += len(page)  # a page-full second (or no date): page within it
-                seen_at_cursor |= {i for i in ids if i is not None}
-            else:
-                cursor = last
-                seen_at_cursor = {
-                    item.get("id") for item in page
-                    if isinstance(item, dict) and (c := _created_at(item)) is not None
-                    and _unix(c) == _unix(last)
-                }
-                # Offset 0, not "after the rows of that second already read": one of them may
-                # have left the list meanwhile, and the next row would be skipped (lost). The
-                # few rows of one second are read twice instead; duplicates are dropped.
-                skip = 0
 
     def get_orders_by_ids(
         self, ids: Sequence[int], fields: Sequence[str] | None = ORDER_FIELDS

@@ -203,6 +203,8 @@ def test_a_broken_new_order_page_does_not_stop_refreshes_and_deliveries(
     source = harness.rt.poller.source
 
     class BrokenScan:
+        resumable_pages = None  # the scan reads new_order_pages only
+
         def __getattr__(self, name: str) -> Any:
             return getattr(source, name)
 
