@@ -208,8 +208,7 @@ class PooledApiClient:
         return self._redactor(text)
 
     # -- the pipeline ------------------------------------------------------------------------
-    def _take_slot(self, endpoint: str) -> None:
-        ceiling = self._profile.max_limiter_wait
+    def _take_slot(self, endpoint: str, ceiling: float | None) -> None:
         api = self._profile.api
         if ceiling is None:
             began = self._clock.monotonic()
@@ -271,8 +270,13 @@ class PooledApiClient:
         attempt = 0
         while True:
             probe = self._circuit.before_request()
+            ceiling = self._profile.max_limiter_wait
+            if attempt and ceiling is not None:
+                # A retry's rate wait counts against the retry budget too.
+                spent = self._clock.monotonic() - started
+                ceiling = max(0.0, min(ceiling, retry.budget - spent))
             try:
-                self._take_slot(endpoint)
+                self._take_slot(endpoint, ceiling)
             except Throttled:
                 if probe:
                     self._circuit.abandon_probe()

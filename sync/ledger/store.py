@@ -53,6 +53,8 @@ SCAN_RESUME = "new_orders_scan_resume"
 LAST_PASS_OK = "last_pass_ok"
 LAST_PASS_ERROR = "last_pass_error"
 LAST_PASS_CALLS = "last_pass_calls"
+WorkStamp = tuple[int, int, str]
+"""(version, attempts, next attempt ISO or ""): see :meth:`Ledger.due_work`."""
 LAST_AUDIT = "last_audit"  # JSON: how the last pass spent its ShopWired calls
 
 
@@ -322,14 +324,17 @@ class Ledger:
 
     def due_work(
         self, store: str, now: datetime, limit: int = 10_000
-    ) -> list[tuple[str, tuple[int, int]]]:
-        """Like :meth:`due_refs`, each with a stamp ``(version, attempts)`` that changes
-        whenever there is new work for the order (a change, or a failed attempt)."""
+    ) -> list[tuple[str, WorkStamp]]:
+        """Like :meth:`due_refs`, each with a stamp ``(version, attempts, next attempt)``
+        that changes whenever there is new work for the order: a change, a failed attempt,
+        or a deferral (a throttled push, an open circuit) that rescheduled it without
+        spending an attempt."""
         with self.session() as s:
             return [
-                (r[0], (int(r[1] or 0), int(r[2] or 0)))
+                (r[0], (int(r[1] or 0), int(r[2] or 0), r[3].isoformat() if r[3] else ""))
                 for r in s.execute(
-                    select(OrderRow.ref, OrderRow.version, OrderRow.attempts)
+                    select(OrderRow.ref, OrderRow.version, OrderRow.attempts,
+                           OrderRow.next_attempt_at)
                     .where(
                         OrderRow.store == store,
                         OrderRow.state == OrderState.PENDING,

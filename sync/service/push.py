@@ -49,10 +49,16 @@ class Sink(Protocol):
     def create_order_event(self, payload: dict[str, Any]) -> str: ...
 
 
-CALL_ALLOWANCE_S = 75.0
+THROTTLE_DEFAULT_S = 60.0
+"""A throttle without ``Retry-After``: wait this long (no attempt spent)."""
+OUTAGE_DEFAULT_S = 1.0
+"""The failure that opened the account's circuit: look again after the first probe delay."""
+
+CALL_ALLOWANCE_S = 85.0
 """The worst time one order's UpdateOrder may take to reach WiredPlus (30 s client-side rate
-wait + 10 s connect + 30 s read + margin). A batch starts no order later than this before its
-leases expire, so no payload can land after a newer push that took an expired lease over."""
+wait + 10 s of in-place retries + 10 s connect + 30 s read + margin). A batch starts no order
+later than this before its leases expire, so no payload can land after a newer push that took
+an expired lease over."""
 
 
 @dataclass(frozen=True)
@@ -285,19 +291,23 @@ class Pusher:
         self, store: str, row: ClaimedOrder, owner: str, exc: RetryableError,
         result: PushResult
     ) -> None:
-        # Being throttled (429, or our own budget for the hour is spent) or finding the
-        # account's circuit open (WiredPlus fails for everybody) says nothing about this
-        # order: wait as told, without spending one of its attempts.
-        throttled = isinstance(exc, Throttled | Unavailable)
-        attempts = row.attempts + (0 if throttled else 1)
-        if not throttled and is_exhausted(attempts, self.policy.max_attempts):
+        # Being throttled (429, or our own budget for the hour is spent) or finding WiredPlus
+        # failing for everybody (the account's circuit is open — also when this very failure
+        # opened it) says nothing about this order: wait as told, without spending one of its
+        # attempts. Only a failure while the account works for others is this order's own.
+        deferred = isinstance(exc, Throttled | Unavailable) or self._sink_down()
+        attempts = row.attempts + (0 if deferred else 1)
+        if not deferred and is_exhausted(attempts, self.policy.max_attempts):
             self._dead_letter(
                 store, row, owner, f"gave up after {attempts} attempts: {exc}", result, attempts
             )
             return
         now = self.clock.now()
-        if throttled:
-            seconds = exc.retry_after if exc.retry_after is not None else 60.0
+        if deferred:
+            if exc.retry_after is not None:
+                seconds = exc.retry_after
+            else:
+                seconds = THROTTLE_DEFAULT_S if isinstance(exc, Throttled) else OUTAGE_DEFAULT_S
             delay = timedelta(seconds=seconds * (1 + self.rng.uniform(0, 0.1)))
         else:
             delay = retry_delay(
@@ -319,6 +329,11 @@ class Pusher:
             self.ledger.log(s, store, row.ref, now, "retry", f"in {delay.total_seconds():.0f}s: "
                             f"{exc}")
         result.outcome, result.error = "retry", str(exc)
+
+    def _sink_down(self) -> bool:
+        """Whether the sink's account circuit is open (WiredPlus fails for everybody)."""
+        circuit = getattr(self.sink, "circuit", None)
+        return circuit is not None and circuit.state != "closed"
 
     def _dead_letter(
         self,
