@@ -22,13 +22,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
-
 from sync import metrics
 from sync.clock import Clock
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
 from sync.errors import FatalError, RetryableError, SkippableError
-from sync.ledger.models import OrderRow
 from sync.ledger.store import (
     LAST_AUDIT,
     LAST_PASS_CALLS,
@@ -513,13 +510,7 @@ class Poller:
 
     def _mark_checked(self, refs: Sequence[str]) -> None:
         now = self.clock.now()
-        with self.ledger.session() as s:
-            s.execute(
-                update(OrderRow)
-                .where(OrderRow.store == self.store, OrderRow.ref.in_(list(refs)))
-                .values(last_checked_at=now, refresh_due_at=now + timedelta(hours=1))
-                .execution_options(synchronize_session=False)
-            )
+        self.ledger.mark_checked(self.store, refs, now, now + timedelta(hours=1))
         self.log.info("orders.missing", store=self.store, count=len(refs), refs=list(refs)[:20])
 
     def dispatch_due(self) -> int:
