@@ -26,13 +26,16 @@ def run_forever(rt: Any, interval: float, stop: threading.Event, *, tick: float 
     clock = rt.clock
     next_full = clock.monotonic()
     next_due_check = next_full
+    full = False
     while not stop.is_set():
         now = clock.monotonic()
         try:
             if now >= next_full:
                 next_full = now + interval
+                full = True
                 poller.run_pass()
             else:
+                full = False
                 if poller.inbox is not None and poller.inbox.pending_refreshes(poller.store, 1):
                     poller.run_webhook_pass()
                 if now >= next_due_check:
@@ -43,5 +46,8 @@ def run_forever(rt: Any, interval: float, stop: threading.Event, *, tick: float 
         except FatalError:
             raise
         except Exception as exc:
-            rt.log.error("pass.failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            # A failed full pass is "pass.failed"; the quick work between passes (webhook
+            # refreshes, due dispatch) retries within a second and says so apart.
+            rt.log.error("pass.failed" if full else "between_passes.failed",
+                         error=f"{type(exc).__name__}: {exc}"[:500])
         stop.wait(max(0.0, min(tick, next_full - clock.monotonic())))
