@@ -4,6 +4,8 @@
   would only burn the rate budget.
 * :class:`RetryableError` — try again later (timeouts, connection errors, 5xx, 429). Carries the
   server's ``Retry-After`` when it sent one.
+  :class:`Throttled` and :class:`Unavailable` are retryable errors that say nothing about the
+  item (rate limit, circuit open): they never spend one of its attempts.
 * :class:`SkippableError` — this one order cannot be synced (unmappable, rejected by the
   destination with 400/422). It is recorded with the reason and the line moves on.
 
@@ -46,6 +48,16 @@ class RetryableError(SyncError):
     ):
         super().__init__(message, endpoint=endpoint, status=status)
         self.retry_after = retry_after
+
+
+class Throttled(RetryableError):
+    """The API asked us to slow down (429, 503 with ``Retry-After``) or our own rate budget is
+    spent. It says nothing about the item: wait ``retry_after`` without spending an attempt."""
+
+
+class Unavailable(RetryableError):
+    """The API account's circuit is open (it failed for everybody): nothing was sent. Try
+    again after ``retry_after`` (the next probe) without spending an attempt."""
 
 
 class SkippableError(SyncError):

@@ -62,7 +62,8 @@ anything else (1xx, ≥ 600)            retry           retry             odd pr
 ``Retry-After`` (delta-seconds or an HTTP-date) is parsed for every ``retry`` outcome caused by a
 status code; it is documented for 429 and 503 and harmless elsewhere.
 
-A reason never copies a response body: it keeps :func:`sync.redact.api_error_excerpt` of it
+A reason never copies a response body: :func:`body_reason_text`, the one place a body becomes
+reason text, keeps :func:`sync.redact.api_error_excerpt` of it
 (the API's error code/message fields, masked, at most 200 characters; an echoed order is
 dropped). 401/403 reasons never include the body (it could echo what we sent).
 
@@ -84,7 +85,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
-from sync.errors import FatalError, RetryableError, SkippableError
+from sync.errors import FatalError, RetryableError, SkippableError, Throttled
 from sync.redact import api_error_excerpt
 
 Api = Literal["shopwired", "wiredplus"]
@@ -170,9 +171,21 @@ class Outcome:
     retry_after: float | None
     reason: str
     status: int | None = None
+    throttled: bool = False
+    """A ``retry`` because the API asks us to slow down (429, or 503 with ``Retry-After``):
+    it says nothing about the request or the item, and is raised as
+    :class:`~sync.errors.Throttled`."""
 
 
 _WS = re.compile(r"\s+")
+
+
+def body_reason_text(body_text: str, limit: int = MAX_REASON_TEXT) -> str:
+    """The one place an API response body becomes reason text (logs, ``show``, dead letters):
+    every reason built from a body goes through here. It keeps the redacted excerpt of
+    :func:`sync.redact.api_error_excerpt` (the API's error fields, masked; never an echoed
+    order), cut to ``limit`` characters."""
+    return truncate(api_error_excerpt(body_text), limit)
 
 
 def truncate(text: str, limit: int = MAX_REASON_TEXT) -> str:
@@ -255,7 +268,7 @@ def _status_reason(api: Api, status: int, kind: Kind, body_text: str) -> str:
         return f"{name} answered with a redirect: check {BASE_URL_VARS[api]}"
     if status == 404 and kind == "not_found":
         return f"not found on {name}"
-    text = api_error_excerpt(body_text)
+    text = body_reason_text(body_text)
     if kind == "fatal":
         lead = f"{name} says our request is invalid (a bug or configuration problem)"
     elif kind == "skip":
@@ -273,7 +286,13 @@ def _from_status(
     pair = STATUS_RULES.get(status) or STATUS_CLASS_RULES.get(status // 100) or STATUS_FALLBACK
     kind = _pick(api, pair)
     retry_after = parse_retry_after(retry_after_header, now=now) if kind == "retry" else None
-    return Outcome(kind, retry_after, _status_reason(api, status, kind, body_text), status)
+    return Outcome(kind, retry_after, _status_reason(api, status, kind, body_text), status,
+                   is_throttle(kind, status, retry_after))
+
+
+def is_throttle(kind: Kind, status: int, retry_after: float | None) -> bool:
+    """A ``retry`` that asks us to slow down: 429, or 503 with a usable ``Retry-After``."""
+    return kind == "retry" and (status == 429 or (status == 503 and retry_after is not None))
 
 
 def int_or_digits(value: Any) -> int | None:
@@ -311,16 +330,17 @@ def _classify_success(
                     inner_outcome.retry_after,
                     inner_outcome.reason,
                     status,
+                    inner_outcome.throttled,
                 )
             return Outcome(
-                "skip", None, f"{name} rejected the data: {api_error_excerpt(body_text)}", status
+                "skip", None, f"{name} rejected the data: {body_reason_text(error_text)}", status
             )
     if expect == "list" and not isinstance(value, list):
         return Outcome(
             "retry",
             None,
             f"{name} sent {_describe_json(value)} where a JSON array was expected "
-            f"(truncated or garbled response): {api_error_excerpt(body_text)}",
+            f"(truncated or garbled response): {body_reason_text(body_text, 200)}",
             status,
         )
     if expect == "object" and not isinstance(value, dict):
@@ -328,7 +348,7 @@ def _classify_success(
             "retry",
             None,
             f"{name} sent {_describe_json(value)} where a JSON object was expected "
-            f"(truncated or garbled response): {api_error_excerpt(body_text)}",
+            f"(truncated or garbled response): {body_reason_text(body_text, 200)}",
             status,
         )
     return Outcome("ok", None, "ok", status)
@@ -391,13 +411,15 @@ def classify(
 def raise_for_outcome(outcome: Outcome, endpoint: str) -> None:
     """Raise the :mod:`sync.errors` exception matching ``outcome``; return for ok/not_found.
 
-    ``retry`` → RetryableError (carrying ``retry_after``), ``fatal`` → FatalError,
+    ``retry`` → RetryableError (carrying ``retry_after``; :class:`~sync.errors.Throttled`
+    when the outcome is ``throttled``), ``fatal`` → FatalError,
     ``skip`` → SkippableError. The error's ``endpoint`` and ``status`` are filled in.
     """
     if outcome.kind in ("ok", "not_found"):
         return
     if outcome.kind == "retry":
-        raise RetryableError(
+        error_type = Throttled if outcome.throttled else RetryableError
+        raise error_type(
             outcome.reason,
             endpoint=endpoint,
             status=outcome.status,
@@ -444,7 +466,7 @@ def jsonapi_errors(body_text: str) -> list[str]:
 
 
 def _body_reason(body_text: str) -> str:
-    return api_error_excerpt(body_text)
+    return body_reason_text(body_text)
 
 
 def classify_elasticpath(
@@ -477,7 +499,7 @@ def classify_elasticpath(
             "retry",
             None,
             f"{EP_NAME} sent {shape} where a JSON object was expected (truncated or garbled "
-            f"response): {api_error_excerpt(body_text)}",
+            f"response): {body_reason_text(body_text, 200)}",
             status,
         )
     if token and status in (400, 401, 403, 422):
@@ -514,4 +536,4 @@ def classify_elasticpath(
             lead = f"{EP_NAME} {busy}"
         text = _body_reason(body_text)
         reason = f"{lead}: {text}" if text else lead
-    return Outcome(kind, retry_after, reason, status)
+    return Outcome(kind, retry_after, reason, status, is_throttle(kind, status, retry_after))

@@ -37,6 +37,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from sync.domain.lifecycle import EventTransition, OrderTransition
 from sync.ledger.models import (
     Base,
     CursorRow,
@@ -48,9 +49,13 @@ from sync.ledger.models import (
 )
 
 WATERMARK = "new_orders_watermark"
+#: JSON: where a new-order scan that stopped part-way resumes (sync.service.poller), or "".
+SCAN_RESUME = "new_orders_scan_resume"
 LAST_PASS_OK = "last_pass_ok"
 LAST_PASS_ERROR = "last_pass_error"
 LAST_PASS_CALLS = "last_pass_calls"
+WorkStamp = tuple[int, int, str]
+"""(version, attempts, next attempt ISO or ""): see :meth:`Ledger.due_work`."""
 LAST_AUDIT = "last_audit"  # JSON: how the last pass spent its ShopWired calls
 
 
@@ -320,14 +325,17 @@ class Ledger:
 
     def due_work(
         self, store: str, now: datetime, limit: int = 10_000
-    ) -> list[tuple[str, tuple[int, int]]]:
-        """Like :meth:`due_refs`, each with a stamp ``(version, attempts)`` that changes
-        whenever there is new work for the order (a change, or a failed attempt)."""
+    ) -> list[tuple[str, WorkStamp]]:
+        """Like :meth:`due_refs`, each with a stamp ``(version, attempts, next attempt)``
+        that changes whenever there is new work for the order: a change, a failed attempt,
+        or a deferral (a throttled push, an open circuit) that rescheduled it without
+        spending an attempt."""
         with self.session() as s:
             return [
-                (r[0], (int(r[1] or 0), int(r[2] or 0)))
+                (r[0], (int(r[1] or 0), int(r[2] or 0), r[3].isoformat() if r[3] else ""))
                 for r in s.execute(
-                    select(OrderRow.ref, OrderRow.version, OrderRow.attempts)
+                    select(OrderRow.ref, OrderRow.version, OrderRow.attempts,
+                           OrderRow.next_attempt_at)
                     .where(
                         OrderRow.store == store,
                         OrderRow.state == OrderState.PENDING,
@@ -625,6 +633,70 @@ class Ledger:
             if history:
                 conn.execute(insert(_LOG), history)
         return requeued
+
+    # -- lifecycle writes (sync.domain.lifecycle decides, the ledger writes) --------------
+    def apply_push(
+        self, store: str, ref: str, owner: str, t: OrderTransition, now: datetime
+    ) -> None:
+        """Write a push's transition (not a delivery: :meth:`finish_batch`) to the order
+        ``owner`` holds, release its lease, and add the history line."""
+        with self.session() as s:
+            s.execute(
+                update(OrderRow)
+                .where(self.owner_filter(store, ref, owner))
+                .values(state=t.state, attempts=t.attempts, next_attempt_at=t.next_attempt_at,
+                        last_error=t.last_error[:2000] if t.last_error else None,
+                        lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            self.log(s, store, ref, now, t.action, t.detail[:500])
+
+    def record_pushed(
+        self, s: Session, store: str, ref: str, owner: str, wiredplus_id: str,
+        pushed_hash: str | None, now: datetime,
+    ) -> None:
+        """An UpdateOrder's result, recorded before the order's events go out (in ``s``)."""
+        s.execute(
+            update(OrderRow)
+            .where(self.owner_filter(store, ref, owner))
+            .values(wiredplus_id=wiredplus_id, pushed_hash=pushed_hash)
+            .execution_options(synchronize_session=False)
+        )
+        self.log(s, store, ref, now, "pushed", {"wiredplus_id": wiredplus_id})
+
+    def record_event(
+        self, store: str, ref: str, event: EventRow, t: EventTransition, now: datetime,
+        wiredplus_id: str | None = None,
+    ) -> None:
+        """Write an event's transition (:func:`sync.domain.lifecycle.after_event`): only a
+        still-pending row changes, so an event is never marked sent twice."""
+        values: dict[str, Any] = {"state": t.state, "attempts": t.attempts,
+                                  "last_error": t.last_error[:2000] if t.last_error else None}
+        if t.state == EventState.SENT:
+            values.update(wiredplus_id=wiredplus_id, sent_at=now)
+        with self.session() as s:
+            s.execute(
+                update(EventRow)
+                .where(EventRow.id == event.id, EventRow.state == EventState.PENDING)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            action = "event.sent" if t.state == EventState.SENT else "event.dead"
+            detail = event.event_type if t.last_error is None else (
+                f"{event.event_type}: {t.last_error}")
+            self.log(s, store, ref, now, action, detail)
+
+    def mark_checked(
+        self, store: str, refs: Sequence[str], now: datetime, refresh_due_at: datetime
+    ) -> None:
+        """The shop was asked about these orders now; read them again at ``refresh_due_at``."""
+        with self.session() as s:
+            s.execute(
+                update(OrderRow)
+                .where(OrderRow.store == store, OrderRow.ref.in_(list(refs)))
+                .values(last_checked_at=now, refresh_due_at=refresh_due_at)
+                .execution_options(synchronize_session=False)
+            )
 
     @staticmethod
     def log(

@@ -126,11 +126,12 @@ class LeakyBucket:
 class FaultPlan:
     """The pre-processing fault decision for one request (see :mod:`sync.sandbox.faults`)."""
 
-    __slots__ = ("error_status", "latency", "storm_retry_after", "timeout")
+    __slots__ = ("error_status", "latency", "reset", "storm_retry_after", "timeout")
 
     def __init__(self) -> None:
         self.latency = 0.0
         self.timeout = False
+        self.reset = False
         self.storm_retry_after: int | None = None
         self.error_status: int | None = None
 
@@ -146,6 +147,9 @@ def plan_faults(faults: Faults, clock: Clock) -> FaultPlan | None:
     plan.latency = max(0.0, faults.latency_seconds)
     if faults.roll(faults.timeout_rate):
         plan.timeout = True
+        return plan
+    if faults.roll(faults.reset_rate):
+        plan.reset = True
         return plan
     if faults.throttle_storm_until > 0:
         left = faults.throttle_storm_until - clock.monotonic()
@@ -199,6 +203,8 @@ def apply_latency_and_timeout(
         return
     if plan.timeout:
         raise httpx.ReadTimeout("sandbox: injected read timeout", request=request)
+    if plan.reset:
+        raise httpx.RemoteProtocolError("sandbox: injected connection reset", request=request)
 
 
 ErrorBody = Callable[[int, str], httpx.Response]

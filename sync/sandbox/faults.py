@@ -14,6 +14,8 @@ rate limit, so a faulted request never consumes rate-limit budget):
 1. ``latency_seconds``: ``clock.sleep(latency_seconds)`` (a FakeClock just advances);
 2. ``timeout_rate``: ``handle`` raises :class:`httpx.ReadTimeout` (nothing is processed); over
    real HTTP :mod:`sync.sandbox.server` stalls and then closes the connection;
+   ``reset_rate``: ``handle`` raises :class:`httpx.RemoteProtocolError` (nothing is processed);
+   over real HTTP the server closes the connection without answering (a reset);
 3. ``throttle_storm_until``: while ``clock.monotonic() < throttle_storm_until`` every request
    is answered 429 with ``Retry-After`` = whole seconds until the storm ends (at least 1);
 4. ``error_rate``: the request is answered with one of ``error_statuses``; 500 carries the
@@ -47,6 +49,7 @@ class Faults:
     throttle_storm_until: float = 0.0
     latency_seconds: float = 0.0
     timeout_rate: float = 0.0
+    reset_rate: float = 0.0
     drop_after_write_rate: float = 0.0
     shuffle_between_pages: bool = False
     shuffle_inserts: int = 2
@@ -71,6 +74,7 @@ class Faults:
         self.throttle_storm_until = 0.0
         self.latency_seconds = 0.0
         self.timeout_rate = 0.0
+        self.reset_rate = 0.0
         self.drop_after_write_rate = 0.0
         self.shuffle_between_pages = False
 
@@ -82,6 +86,7 @@ class Faults:
             or self.throttle_storm_until > 0
             or self.latency_seconds > 0
             or self.timeout_rate > 0
+            or self.reset_rate > 0
             or self.drop_after_write_rate > 0
             or self.shuffle_between_pages
         )

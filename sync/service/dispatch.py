@@ -7,7 +7,7 @@ dispatch is harmless — the sweeper in every pass re-dispatches whatever is sti
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -60,7 +60,7 @@ class QueueDispatcher:
     clock: Clock
     cooldown: float = 120.0
     _recent: dict[tuple[str, str], float] = field(default_factory=dict)
-    _stamps: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    _stamps: dict[tuple[str, str], Hashable] = field(default_factory=dict)
     sent: int = 0
     # One broker message per ``batch`` orders (a worker pushes them one by one): the broker
     # round trips per order drop from one to 1/batch. None = one message per order.
@@ -90,11 +90,13 @@ class QueueDispatcher:
             self._recent[(store, ref)] = now
         self._send(store, unique)
 
-    def sweep(self, store: str, due: Sequence[tuple[str, tuple[int, int]]]) -> None:
+    def sweep(self, store: str, due: Sequence[tuple[str, Hashable]]) -> None:
         """Re-send due work. The cooldown is keyed on the work, not the order: an order whose
-        ``(version, attempts)`` stamp changed (a retry came due, or it changed again) is sent
-        at once; the very same work is re-sent only after ``cooldown`` (its message may still
-        be queued — or lost with a flushed broker)."""
+        stamp (:meth:`~sync.ledger.store.Ledger.due_work`) changed is sent at once — a retry
+        or a deferral came due (a throttled push is rescheduled without spending an attempt,
+        with a new ``next_attempt_at``), or it changed again. The very same work is re-sent
+        only after ``cooldown`` (its message may still be queued — or lost with a flushed
+        broker)."""
         now = self.clock.monotonic()
         self._prune(now)
         refs: list[str] = []

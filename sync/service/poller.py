@@ -17,23 +17,21 @@ A crash anywhere loses nothing: uncommitted pages are simply read again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-
-from sqlalchemy import update
 
 from sync import metrics
 from sync.clock import Clock
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
 from sync.errors import FatalError, RetryableError, SkippableError
-from sync.ledger.models import OrderRow
 from sync.ledger.store import (
     LAST_AUDIT,
     LAST_PASS_CALLS,
     LAST_PASS_ERROR,
     LAST_PASS_OK,
+    SCAN_RESUME,
     WATERMARK,
     Ledger,
 )
@@ -346,32 +344,81 @@ class Poller:
         )
 
     def _scan_new(self, report: PassReport, now: datetime) -> None:
+        """The new-order scan. Each page is committed with the position after it
+        (:data:`SCAN_RESUME`, tied to the watermark it started from): a pass that fails on
+        page k keeps pages 1…k−1, and the next pass finishes *that* window from page k instead
+        of reading it from its start again. Only when a window is read to its end does the
+        watermark move (and the resume point go)."""
         watermark = self.watermark(now)
         report.watermark_before = watermark
-        window = plan_window(
-            watermark, now, overlap=self.policy.overlap, settle=self.policy.settle
-        )
+        basis = self.ledger.get_cursor(self.store, WATERMARK) or ""
+        resume = self._scan_resume(basis)
+        position: str | None = None
+        newest: list[datetime] = []
+        window: Window | None
+        if resume is not None:
+            window, position, newest = resume
+        else:
+            window = plan_window(
+                watermark, now, overlap=self.policy.overlap, settle=self.policy.settle
+            )
         report.window = window
         if window is None:
             report.watermark_after = watermark
             return
         scope = self.scope_start(now)
-        for page in self.source.new_order_pages(window):
+        resumable = getattr(self.source, "resumable_pages", None)
+        pages: Iterator[tuple[list[Any], str | None]] = (
+            resumable(window, position) if resumable is not None
+            else ((page, None) for page in self.source.new_order_pages(window))
+        )
+        for page, after in pages:
             report.new_pages += 1
             result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True,
                                            not_before=scope)
             report.new.add(result)
             self._note_growth(result.new)
+            if after is not None:
+                self._save_scan_resume(basis, window, after, newest + report.new.created)
             self.dispatcher.dispatch(self.store, result.to_push)
             if self.stop_requested():
                 # Committed pages stay committed; the watermark stays put, so the next run
-                # reads the window again (duplicates are absorbed by the ledger).
+                # resumes the window where it stopped.
                 raise PassInterrupted("stop requested during the new-order scan")
         # Every page of the window is committed: only now may the watermark move.
-        new_mark = advance_watermark(watermark, report.new.created, window)
+        new_mark = advance_watermark(watermark, newest + report.new.created, window)
         with self.ledger.session() as s:
             self.ledger.set_cursor(s, self.store, WATERMARK, new_mark.isoformat(), self.clock.now())
+            self.ledger.set_cursor(s, self.store, SCAN_RESUME, "", self.clock.now())
         report.watermark_after = new_mark
+
+    def _scan_resume(self, basis: str) -> tuple[Window, str, list[datetime]] | None:
+        """(window, position, newest created committed) of a scan that stopped part-way from
+        the watermark cursor value ``basis`` ("" before the first); None when there is none
+        (or it belongs to another watermark)."""
+        raw = self.ledger.get_cursor(self.store, SCAN_RESUME)
+        if not raw:
+            return None
+        try:
+            doc = json.loads(raw)
+            if doc["watermark"] != basis:
+                return None
+            window = Window(datetime.fromisoformat(doc["start"]),
+                            datetime.fromisoformat(doc["end"]))
+            newest = [datetime.fromisoformat(doc["newest"])] if doc.get("newest") else []
+            return window, str(doc["position"]), newest
+        except (ValueError, TypeError, KeyError):
+            return None
+
+    def _save_scan_resume(
+        self, basis: str, window: Window, position: str, created: list[datetime]
+    ) -> None:
+        newest = max(created, default=None)
+        doc = {"watermark": basis, "start": window.start.isoformat(),
+               "end": window.end.isoformat(), "position": position,
+               "newest": newest.isoformat() if newest is not None else None}
+        with self.ledger.session() as s:
+            self.ledger.set_cursor(s, self.store, SCAN_RESUME, json.dumps(doc), self.clock.now())
 
     def _webhook_refreshes(self, report: PassReport) -> None:
         """First call on the budget: re-read the orders webhooks told us about (by id)."""
@@ -463,14 +510,19 @@ class Poller:
 
     def _mark_checked(self, refs: Sequence[str]) -> None:
         now = self.clock.now()
-        with self.ledger.session() as s:
-            s.execute(
-                update(OrderRow)
-                .where(OrderRow.store == self.store, OrderRow.ref.in_(list(refs)))
-                .values(last_checked_at=now, refresh_due_at=now + timedelta(hours=1))
-                .execution_options(synchronize_session=False)
-            )
+        self.ledger.mark_checked(self.store, refs, now, now + timedelta(hours=1))
         self.log.info("orders.missing", store=self.store, count=len(refs), refs=list(refs)[:20])
+
+    def dispatch_due(self) -> int:
+        """Between passes: dispatch what has come due (a retry, a deferral after a throttle
+        or an open circuit) now, not at the next pass; how many were due. Cheap when nothing
+        is: one indexed query."""
+        due_at = self.ledger.next_due_at(self.store)
+        if due_at is None or due_at > self.clock.now():
+            return 0
+        report = PassReport(started_at=self.clock.now())
+        self._dispatch_due(report)
+        return report.dispatched
 
     def _dispatch_due(self, report: PassReport) -> None:
         sweep = getattr(self.dispatcher, "sweep", None)

@@ -32,15 +32,23 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
-
-from sqlalchemy import update
+from typing import Any, Protocol, cast
 
 from sync import metrics
 from sync.clock import Clock
-from sync.domain.retry import is_exhausted, retry_delay
-from sync.errors import FatalError, RetryableError, SkippableError
-from sync.ledger.models import EventRow, EventState, OrderRow, OrderState
+from sync.domain.lifecycle import (
+    Deferred,
+    EventStateName,
+    Failed,
+    OrderSnapshot,
+    PushOutcome,
+    Rejected,
+    RetryPolicy,
+    after_event,
+    after_push,
+)
+from sync.errors import FatalError, RetryableError, SkippableError, Throttled, Unavailable
+from sync.ledger.models import EventRow
 from sync.ledger.store import ClaimedOrder, Ledger, PushDone
 
 
@@ -49,10 +57,16 @@ class Sink(Protocol):
     def create_order_event(self, payload: dict[str, Any]) -> str: ...
 
 
-CALL_ALLOWANCE_S = 75.0
+THROTTLE_DEFAULT_S = 60.0
+"""A throttle without ``Retry-After``: wait this long (no attempt spent)."""
+OUTAGE_DEFAULT_S = 1.0
+"""The failure that opened the account's circuit: look again after the first probe delay."""
+
+CALL_ALLOWANCE_S = 85.0
 """The worst time one order's UpdateOrder may take to reach WiredPlus (30 s client-side rate
-wait + 10 s connect + 30 s read + margin). A batch starts no order later than this before its
-leases expire, so no payload can land after a newer push that took an expired lease over."""
+wait + 10 s of in-place retries + 10 s connect + 30 s read + margin). A batch starts no order
+later than this before its leases expire, so no payload can land after a newer push that took
+an expired lease over."""
 
 
 @dataclass(frozen=True)
@@ -236,14 +250,8 @@ class Pusher:
     def _record_pushed(
         self, s: Any, store: str, ref: str, owner: str, pushed: dict[str, Any]
     ) -> None:
-        s.execute(
-            update(OrderRow)
-            .where(self.ledger.owner_filter(store, ref, owner))
-            .values(**pushed)
-            .execution_options(synchronize_session=False)
-        )
-        self.ledger.log(s, store, ref, self.clock.now(), "pushed",
-                        {"wiredplus_id": pushed["wiredplus_id"]})
+        self.ledger.record_pushed(s, store, ref, owner, pushed["wiredplus_id"],
+                                  pushed.get("pushed_hash"), self.clock.now())
 
     def _send_event(
         self, store: str, ref: str, ev: EventRow, wiredplus_id: str, result: PushResult
@@ -253,98 +261,64 @@ class Pusher:
         if ev.wiredplus_id:
             body["id"] = ev.wiredplus_id
         now = self.clock.now()
+        state = cast(EventStateName, ev.state)
         try:
             event_id = self.sink.create_order_event(body)
         except SkippableError as exc:
-            with self.ledger.session() as s:
-                s.execute(
-                    update(EventRow)
-                    .where(EventRow.id == ev.id)
-                    .values(state=EventState.DEAD, last_error=str(exc)[:2000],
-                            attempts=ev.attempts + 1)
-                    .execution_options(synchronize_session=False)
-                )
-                self.ledger.log(s, store, ref, now, "event.dead", f"{ev.event_type}: {exc}")
+            self.ledger.record_event(
+                store, ref, ev, after_event(state, ev.attempts, sent=False, reason=str(exc)), now
+            )
             self.log.warning(
                 "event.dead_letter", store=store, ref=ref, event_type=ev.event_type,
                 event_reference=ev.event_reference, reason=str(exc)[:300],
             )
             return
-        with self.ledger.session() as s:
-            s.execute(
-                update(EventRow)
-                .where(EventRow.id == ev.id)
-                .values(state=EventState.SENT, wiredplus_id=event_id, sent_at=now,
-                        attempts=ev.attempts + 1, last_error=None)
-                .execution_options(synchronize_session=False)
-            )
-            self.ledger.log(s, store, ref, now, "event.sent", ev.event_type)
+        self.ledger.record_event(
+            store, ref, ev, after_event(state, ev.attempts, sent=True), now, event_id
+        )
         result.events_sent += 1
 
     def _fail_retry(
         self, store: str, row: ClaimedOrder, owner: str, exc: RetryableError,
         result: PushResult
     ) -> None:
-        # Being throttled (429, or our own budget for the hour is spent) says nothing about
-        # this order: wait as told, without spending one of its attempts.
-        throttled = exc.status == 429 or "rate budget" in exc.message
-        attempts = row.attempts + (0 if throttled else 1)
-        if not throttled and is_exhausted(attempts, self.policy.max_attempts):
-            self._dead_letter(
-                store, row, owner, f"gave up after {attempts} attempts: {exc}", result, attempts
-            )
-            return
-        now = self.clock.now()
-        if throttled:
-            seconds = exc.retry_after if exc.retry_after is not None else 60.0
-            delay = timedelta(seconds=seconds * (1 + self.rng.uniform(0, 0.1)))
+        # Being throttled (429, or our own budget for the hour is spent) or finding WiredPlus
+        # failing for everybody (the account's circuit is open — also when this very failure
+        # opened it) says nothing about this order: it is deferred without spending one of
+        # its attempts. Only a failure while the account works for others is its own.
+        outcome: PushOutcome
+        if isinstance(exc, Throttled | Unavailable) or self._sink_down():
+            if exc.retry_after is not None:
+                seconds = exc.retry_after
+            else:
+                seconds = THROTTLE_DEFAULT_S if isinstance(exc, Throttled) else OUTAGE_DEFAULT_S
+            outcome = Deferred(seconds, str(exc))
         else:
-            delay = retry_delay(
-                attempts, base=self.policy.retry_base, retry_after=exc.retry_after, rng=self.rng
-            )
-        with self.ledger.session() as s:
-            s.execute(
-                update(OrderRow)
-                .where(self.ledger.owner_filter(store, row.ref, owner))
-                .values(
-                    attempts=attempts,
-                    last_error=str(exc)[:2000],
-                    next_attempt_at=now + delay,
-                    lease_owner=None,
-                    lease_until=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            self.ledger.log(s, store, row.ref, now, "retry", f"in {delay.total_seconds():.0f}s: "
-                            f"{exc}")
-        result.outcome, result.error = "retry", str(exc)
+            outcome = Failed(str(exc), exc.retry_after)
+        self._apply(store, row, owner, outcome, result)
 
     def _dead_letter(
-        self,
-        store: str,
-        row: ClaimedOrder,
-        owner: str,
-        reason: str,
-        result: PushResult,
-        attempts: int | None = None,
+        self, store: str, row: ClaimedOrder, owner: str, reason: str, result: PushResult
     ) -> None:
-        now = self.clock.now()
-        with self.ledger.session() as s:
-            s.execute(
-                update(OrderRow)
-                .where(self.ledger.owner_filter(store, row.ref, owner))
-                .values(
-                    state=OrderState.DEAD,
-                    attempts=attempts if attempts is not None else row.attempts + 1,
-                    last_error=reason[:2000],
-                    next_attempt_at=None,
-                    lease_owner=None,
-                    lease_until=None,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            self.ledger.log(s, store, row.ref, now, "dead", reason[:500])
-        result.outcome, result.error = "dead", reason
+        self._apply(store, row, owner, Rejected(reason), result)
+
+    def _apply(
+        self, store: str, row: ClaimedOrder, owner: str, outcome: PushOutcome,
+        result: PushResult,
+    ) -> None:
+        """The state machine decides (:func:`sync.domain.lifecycle.after_push`), the ledger
+        writes."""
+        snapshot = OrderSnapshot("pending", row.attempts, row.version)
+        t = after_push(snapshot, outcome, now=self.clock.now(), rng=self.rng,
+                       policy=RetryPolicy(self.policy.max_attempts, self.policy.retry_base))
+        self.ledger.apply_push(store, row.ref, owner, t, self.clock.now())
+        result.outcome = "dead" if t.state == "dead" else "retry"
+        result.error = t.last_error if t.state == "dead" else str(getattr(outcome, "reason", ""))
+
+    def _sink_down(self) -> bool:
+        """Whether the sink's account circuit is open (WiredPlus fails for everybody)."""
+        circuit = getattr(self.sink, "circuit", None)
+        return circuit is not None and circuit.state != "closed"
 
     def _log(
         self, store: str, row: ClaimedOrder, result: PushResult, attempt: int, duration: float

@@ -1,12 +1,16 @@
 """HTTP client for the WiredPlus v1 API: UpdateOrder, CreateOrderEvent, GetAccountInfo.
 
-Delivery guarantees are driven by the caller's ledger, so this client **never retries**:
+Every call runs through the one request pipeline (:mod:`sync.apiclient`). Delivery
+guarantees are driven by the caller's ledger; the client only retries briefly in place:
 
-* it waits only on its own client-side limiter (an :class:`~sync.ratelimit.HourlyBudget` by
+* it waits on its own client-side limiter (an :class:`~sync.ratelimit.HourlyBudget` by
   default); if that wait would exceed ``max_limiter_wait`` it raises
-  :class:`~sync.errors.RetryableError` with ``retry_after`` instead of holding a worker;
-* timeouts, connection errors, 5xx and 429 raise RetryableError (with the server's
-  ``Retry-After`` when sent; a 429 — or 503 with Retry-After — also penalises the limiter);
+  :class:`~sync.errors.Throttled` with ``retry_after`` instead of holding a worker;
+* 5xx, connection errors, a lost response and 429 are retried in place up to
+  :data:`MAX_RETRIES` times within :data:`RETRY_BUDGET_S` seconds (``Retry-After`` when sent;
+  a 429 — or 503 with Retry-After — also penalises the limiter); a timeout is not retried in
+  place. What remains raises RetryableError (:class:`~sync.errors.Throttled` for a throttle,
+  :class:`~sync.errors.Unavailable` while the account's circuit is open);
 * 400/422, other 4xx, a 404 and a 2xx body with an ``error`` raise
   :class:`~sync.errors.SkippableError` with WiredPlus's text (≤ 500 characters);
 * 401/403 raise :class:`~sync.errors.FatalError` naming ``WIREDPLUS_API_USER/WIREDPLUS_API_KEY``;
@@ -22,7 +26,7 @@ the same bytes. Messages never contain the API key.
 from __future__ import annotations
 
 import json
-from collections import Counter
+import random
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -31,17 +35,25 @@ import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from sync import metrics
-from sync.apiclient import PooledApiClient
+from sync.apiclient import ApiProfile, PooledApiClient
 from sync.clock import Clock
 from sync.domain.mapping import is_custom_field_rejection, without_custom_fields
-from sync.errors import RetryableError, SkippableError, SyncError
-from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
-from sync.outcomes import Outcome, classify, decode_json, raise_for_outcome
+from sync.domain.retry import RequestRetry
+from sync.errors import RetryableError, SkippableError
+from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client
+from sync.outcomes import Outcome, classify
 from sync.ratelimit import AccountAwareLimiter, HourlyBudget, Limiter
 
 #: Calls per hour assumed until GetAccountInfo reports the real budget.
 DEFAULT_HOURLY_LIMIT: Final = 5000
+
+#: In-place retries of one call (5xx, resets, a lost response, 429 with a short Retry-After).
+#: Both writes are upserts, so sending again is safe. Kept short: the order's lease must
+#: outlast the call (sync.service.push.CALL_ALLOWANCE_S), and the ledger retries the rest.
+MAX_RETRIES: Final = 3
+RETRY_BUDGET_S: Final = 10.0
+BACKOFF_BASE: Final = 0.5
+BACKOFF_CAP: Final = 4.0
 
 EP_UPDATE_ORDER: Final = "UpdateOrder"
 EP_CREATE_EVENT: Final = "CreateOrderEvent"
@@ -180,74 +192,41 @@ class WiredPlusClient(PooledApiClient):
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         logger: Any = None,
         max_limiter_wait: float = 30.0,
+        max_retries: int = MAX_RETRIES,
+        rng: random.Random | None = None,
     ) -> None:
-        self._clock = clock
-        self._limiter: Limiter = (
-            limiter if limiter is not None else HourlyBudget(DEFAULT_HOURLY_LIMIT, clock)
+        self._init_pipeline(
+            ApiProfile(
+                "wiredplus", "WiredPlus",
+                RequestRetry(max_retries=max_retries, base=BACKOFF_BASE, cap=BACKOFF_CAP,
+                             budget=RETRY_BUDGET_S, retry_timeouts=False),
+                max_limiter_wait=max_limiter_wait,
+                max_retry_after=RETRY_BUDGET_S,
+            ),
+            clock=clock,
+            limiter=(
+                limiter if limiter is not None else HourlyBudget(DEFAULT_HOURLY_LIMIT, clock)
+            ),
+            http=build_client(
+                base_url, (api_user, api_key), transport=transport, timeout=timeout
+            ),
+            log=logger if logger is not None else structlog.get_logger("ordersync.wiredplus"),
+            rng=rng,
+            redactor=Redactor(api_user, api_key, mask_user=False),
         )
-        self._max_limiter_wait = max_limiter_wait
-        self._log = logger if logger is not None else structlog.get_logger("ordersync.wiredplus")
-        self._redact = Redactor(api_user, api_key, mask_user=False)
-        self._http = build_client(
-            base_url, (api_user, api_key), transport=transport, timeout=timeout
-        )
-        self.calls: Counter[str] = Counter()
-
-    # -- core --------------------------------------------------------------------------------
-    def _wait_for_limiter(self, endpoint: str) -> None:
-        """Take a slot, sleeping for short waits; long waits become RetryableError."""
-        while True:
-            wait = self._limiter.try_acquire()
-            if wait <= 0:
-                return
-            metrics.inc("ordersync_rate_limit_wait_seconds_total",
-                        min(wait, self._max_limiter_wait), api="wiredplus")
-            if wait > self._max_limiter_wait:
-                raise RetryableError(
-                    f"WiredPlus client-side rate budget exhausted for {wait:.0f} s",
-                    endpoint=endpoint,
-                    retry_after=wait,
-                )
-            self._clock.sleep(wait)
 
     def _call(self, endpoint: str, method: str, **kwargs: Any) -> dict[str, Any]:
-        """One request; the decoded JSON object of a successful answer, else raises."""
-        self._wait_for_limiter(endpoint)
-        ex: Exchange = send(self._http, self._clock, method, endpoint, **kwargs)
-        self.calls[endpoint] += 1
-        outcome = classify(
-            "wiredplus",
-            ex.status,
-            ex.exc,
-            ex.text,
-            ex.retry_after,
-            expect="object",
-            now=self._clock.now(),
+        """One request through the pipeline; the decoded JSON object of a successful answer,
+        else raises."""
+
+        def classify_write(ex: Exchange) -> Outcome:
+            return classify("wiredplus", ex.status, ex.exc, ex.text, ex.retry_after,
+                            expect="object", now=self._clock.now())
+
+        body: dict[str, Any] = self._request_json(
+            endpoint, method, endpoint, classify=classify_write,
+            base_url_hint="WIREDPLUS_BASE_URL", **kwargs,
         )
-        metrics.inc("ordersync_api_calls_total", api="wiredplus", endpoint=endpoint,
-                    status=str(ex.status or 0))
-        if outcome.kind != "ok":
-            metrics.inc("ordersync_api_errors_total", api="wiredplus", endpoint=endpoint,
-                        outcome=outcome.kind)
-        self._log.debug(
-            "wiredplus_call",
-            endpoint=endpoint,
-            status=ex.status,
-            duration_ms=round(ex.duration_ms, 1),
-            outcome=outcome.kind,
-        )
-        throttled = ex.status == 429 or (ex.status == 503 and outcome.retry_after is not None)
-        if outcome.kind == "retry" and throttled and outcome.retry_after is not None:
-            self._limiter.penalize(outcome.retry_after)
-        if outcome.kind != "ok":
-            safe = Outcome(
-                outcome.kind, outcome.retry_after, self._redact(outcome.reason), outcome.status
-            )
-            try:
-                raise_for_outcome(safe, endpoint)
-            except SyncError as err:
-                raise err from ex.exc
-        body: dict[str, Any] = decode_json(ex.text)
         return body
 
     def _post(self, endpoint: str, payload: Mapping[str, Any]) -> str:

@@ -15,12 +15,13 @@ Contract of every public client method:
   :data:`MAX_TOKEN_RENEWALS` times in a row); the next 401 is a FatalError naming
   ``ELASTICPATH_CLIENT_ID/ELASTICPATH_CLIENT_SECRET``.
   A rejected token request (400, 401, 403, 422) is fatal too.
-* **rate** — each request first waits on the limiter (:data:`ELASTICPATH_BUCKET` by default:
-  never more than 25 requests in any second, EP's development-store limit). A 429 (or a 503
-  carrying ``Retry-After``) is waited out — ``Retry-After`` when sent (EP documents no such
-  header), else exponential backoff with full jitter from 1 s capped at 30 s — and the same
-  request is sent again, at most ``max_429_retries`` times; then
-  :class:`~sync.errors.RetryableError` carrying ``retry_after``.
+* **rate** — every request runs through the one request pipeline (:mod:`sync.apiclient`) and
+  first waits on the limiter (:data:`ELASTICPATH_BUCKET` by default: never more than 25
+  requests in any second, EP's development-store limit). Every transient outcome (5xx,
+  timeouts, resets, truncated bodies, 429) is retried in place — ``Retry-After`` when sent
+  (EP documents no such header), else full-jitter backoff from 1 s capped at 30 s — at most
+  ``max_retries`` times; then :class:`~sync.errors.RetryableError`
+  (:class:`~sync.errors.Throttled` for a 429) carrying ``retry_after``.
 * **outcomes** — every response goes through :func:`sync.outcomes.classify_elasticpath`:
   the one table in :mod:`sync.outcomes`, its *read* column for GETs and the token, its
   *write* column for the PUT. Reads: 400/403/405/415/422/other 4xx and 3xx fatal, 404 not found,
@@ -49,7 +50,6 @@ import contextlib
 import random
 import re
 import threading
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -58,7 +58,7 @@ from typing import Any, Final
 import httpx
 import structlog
 
-from sync.apiclient import PooledApiClient
+from sync.apiclient import ApiProfile, PooledApiClient
 from sync.clock import Clock, utc
 from sync.domain.models import SourceOrder, SourceStatus
 from sync.domain.parse_elasticpath import (
@@ -69,18 +69,17 @@ from sync.domain.parse_elasticpath import (
     parse_elasticpath_order,
     parse_timestamp,
 )
+from sync.domain.retry import RequestRetry
 from sync.domain.windows import Window
-from sync.errors import FatalError, RetryableError, SkippableError, SyncError
-from sync.httpclient import DEFAULT_TIMEOUT, USER_AGENT, Exchange, Redactor, send
+from sync.errors import FatalError, RetryableError, SkippableError
+from sync.httpclient import DEFAULT_TIMEOUT, USER_AGENT, Exchange, Redactor
 from sync.outcomes import (
     EP_BASE_URL_VAR,
     EP_CREDENTIALS_VARS,
     EP_NAME,
     Outcome,
     classify_elasticpath,
-    decode_json,
     int_or_digits,
-    raise_for_outcome,
 )
 from sync.ratelimit import BucketSpec, LeakyBucket, Limiter
 
@@ -95,8 +94,9 @@ DEFAULT_TOKEN_LIFETIME: Final = 3600.0
 #: fetched (seen in the chaos run), which must not stop the poller.
 MAX_TOKEN_RENEWALS: Final = 2
 DEFAULT_TOKEN_MARGIN: Final = 300.0
-BACKOFF_BASE: Final = 1.0
-BACKOFF_CAP: Final = 30.0
+#: In-place retries of one request (5xx, timeouts, resets, truncated bodies, 429).
+MAX_RETRIES: Final = 6
+RETRY_BUDGET_S: Final = 300.0
 
 CREDENTIALS_VARS: Final = EP_CREDENTIALS_VARS
 BASE_URL_VAR: Final = EP_BASE_URL_VAR
@@ -269,15 +269,13 @@ class ElasticPathClient(PooledApiClient):
         transport: httpx.BaseTransport | None = None,
         limiter: Limiter | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_429_retries: int = 4,
+        max_retries: int = MAX_RETRIES,
         token_margin: float = DEFAULT_TOKEN_MARGIN,
         logger: Any = None,
         rng: random.Random | None = None,
         max_retry_after: float = 300.0,
         offset_cap: int = OFFSET_CAP,
     ) -> None:
-        if max_429_retries < 0:
-            raise ValueError("max_429_retries must be >= 0")
         if token_margin < 0:
             raise ValueError("token_margin must be >= 0")
         if not client_id or not client_secret:
@@ -287,32 +285,37 @@ class ElasticPathClient(PooledApiClient):
             base = base[:-3]
         if not base:
             raise ValueError("base_url is empty")
-        self._clock = clock
         self._client_id = client_id
         self._client_secret = client_secret
-        self._limiter: Limiter = (
-            limiter if limiter is not None else LeakyBucket.from_spec(ELASTICPATH_BUCKET, clock)
-        )
-        self._max_429_retries = max_429_retries
-        self._max_retry_after = max_retry_after
         self._token_margin = timedelta(seconds=token_margin)
         self._offset_cap = offset_cap
-        self._rng = rng if rng is not None else random.Random()
-        self._log = (
-            logger if logger is not None else structlog.get_logger("ordersync.elasticpath")
-        )
-        self._redactor = Redactor(client_id, client_secret, mask_user=True)
-        self._http = httpx.Client(
-            base_url=base + "/",
-            transport=transport,
-            timeout=timeout,
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            follow_redirects=False,
+        self._init_pipeline(
+            ApiProfile(
+                "elasticpath", NAME,
+                RequestRetry(max_retries=max_retries, budget=RETRY_BUDGET_S),
+                max_retry_after=max_retry_after,
+            ),
+            clock=clock,
+            limiter=(
+                limiter if limiter is not None
+                else LeakyBucket.from_spec(ELASTICPATH_BUCKET, clock)
+            ),
+            http=httpx.Client(
+                base_url=base + "/",
+                transport=transport,
+                timeout=timeout,
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                follow_redirects=False,
+            ),
+            log=(
+                logger if logger is not None
+                else structlog.get_logger("ordersync.elasticpath")
+            ),
+            rng=rng,
+            redactor=Redactor(client_id, client_secret, mask_user=True),
         )
         self._token: Token | None = None
         self._token_lock = threading.Lock()
-        self.calls: Counter[str] = Counter()
-        self.throttled = 0
         self.token_requests = 0
 
     # -- core --------------------------------------------------------------------------------
@@ -323,19 +326,6 @@ class ElasticPathClient(PooledApiClient):
             text = text.replace(token.value, "***")
         return text
 
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
-        return self._rng.uniform(0.0, min(BACKOFF_CAP, BACKOFF_BASE * (2.0 ** min(attempt, 30))))
-
-    def _raise(self, outcome: Outcome, endpoint: str, cause: BaseException | None) -> None:
-        safe = Outcome(
-            outcome.kind, outcome.retry_after, self._redact(outcome.reason), outcome.status
-        )
-        try:
-            raise_for_outcome(safe, endpoint)
-        except SyncError as err:
-            raise err from cause
-
     def _exchange(
         self,
         endpoint: str,
@@ -344,78 +334,42 @@ class ElasticPathClient(PooledApiClient):
         *,
         bearer: bool,
         write: bool = False,
+        allow_not_found: bool = False,
+        base_url_hint: str = BASE_URL_VAR,
         **kwargs: Any,
-    ) -> tuple[Exchange, Outcome]:
-        """Send one logical request: limiter, token, 401 renewals, 429 waits."""
-        attempt = 0
+    ) -> Any:
+        """One logical request through the pipeline, with the bearer token and its renewals
+        on a 401 (at most :data:`MAX_TOKEN_RENEWALS` in a row); the decoded JSON."""
         renewals = 0
-        while True:
-            headers: dict[str, str] = {}
-            token: Token | None = None
-            if bearer:
-                token = self._ensure_token()
-                headers["Authorization"] = f"Bearer {token.value}"
-            self._limiter.acquire()
-            ex = send(self._http, self._clock, method, path, headers=headers, **kwargs)
-            self.calls[endpoint] += 1
-            if bearer and ex.status == 401 and renewals < MAX_TOKEN_RENEWALS:
-                self._log.debug(
-                    "elasticpath_call",
-                    endpoint=endpoint,
-                    status=401,
-                    duration_ms=round(ex.duration_ms, 1),
-                    outcome="renew_token",
-                    attempt=attempt,
-                )
-                assert token is not None
-                self._invalidate(token)
-                renewals += 1
-                continue
-            outcome = classify_elasticpath(
-                ex.status,
-                ex.exc,
-                ex.text,
-                ex.retry_after,
-                write=write,
-                token=not bearer,
-                now=self._clock.now(),
-            )
-            self._log.debug(
-                "elasticpath_call",
-                endpoint=endpoint,
-                status=ex.status,
-                duration_ms=round(ex.duration_ms, 1),
-                outcome=outcome.kind,
-                attempt=attempt,
-            )
-            throttled = ex.status == 429 or (ex.status == 503 and outcome.retry_after is not None)
-            if outcome.kind == "retry" and throttled:
-                self.throttled += 1
-                if attempt >= self._max_429_retries:
-                    raise RetryableError(
-                        f"{NAME} still throttling after {attempt} retries: "
-                        f"{self._redact(outcome.reason)}",
-                        endpoint=endpoint,
-                        status=ex.status,
-                        retry_after=outcome.retry_after,
-                    )
-                delay = (
-                    outcome.retry_after
-                    if outcome.retry_after is not None
-                    else self._backoff(attempt)
-                )
-                if delay > self._max_retry_after:
-                    raise RetryableError(
-                        f"{NAME} asked us to wait {delay:.0f} s",
-                        endpoint=endpoint,
-                        status=ex.status,
-                        retry_after=delay,
-                    )
-                self._limiter.penalize(delay)
-                self._clock.sleep(delay)
-                attempt += 1
-                continue
-            return ex, outcome
+        sent: list[Token] = []
+
+        def auth_headers() -> dict[str, str]:
+            if not bearer:
+                return {}
+            token = self._ensure_token()
+            sent.append(token)
+            return {"Authorization": f"Bearer {token.value}"}
+
+        def renew_on_401(ex: Exchange) -> bool:
+            nonlocal renewals
+            if not (bearer and ex.status == 401 and renewals < MAX_TOKEN_RENEWALS):
+                return False
+            self._log.debug("elasticpath_call", endpoint=endpoint, status=401,
+                            duration_ms=round(ex.duration_ms, 1), outcome="renew_token",
+                            attempt=renewals)
+            self._invalidate(sent[-1])
+            renewals += 1
+            return True
+
+        def classify_ep(ex: Exchange) -> Outcome:
+            return classify_elasticpath(ex.status, ex.exc, ex.text, ex.retry_after,
+                                        write=write, token=not bearer, now=self._clock.now())
+
+        return self._request_json(
+            endpoint, method, path, classify=classify_ep, base_url_hint=base_url_hint,
+            allow_not_found=allow_not_found, fresh_headers=auth_headers, resend=renew_on_401,
+            **kwargs,
+        )
 
     def _call(
         self,
@@ -428,20 +382,12 @@ class ElasticPathClient(PooledApiClient):
         **kwargs: Any,
     ) -> dict[str, Any] | None:
         """An authenticated call; the decoded JSON object, or None for an allowed 404."""
-        ex, outcome = self._exchange(endpoint, method, path, bearer=True, write=write, **kwargs)
-        if outcome.kind == "not_found":
-            if allow_not_found:
-                return None
-            outcome = Outcome(
-                "fatal",
-                None,
-                f"{NAME} has no {path!r} endpoint: check {BASE_URL_VAR} (the API host, e.g. "
-                "https://useast.api.elasticpath.com)",
-                outcome.status,
-            )
-        if outcome.kind != "ok":
-            self._raise(outcome, endpoint, ex.exc)
-        body: dict[str, Any] = decode_json(ex.text)
+        body: dict[str, Any] | None = self._exchange(
+            endpoint, method, path, bearer=True, write=write, allow_not_found=allow_not_found,
+            base_url_hint=f"{BASE_URL_VAR} (the API host, e.g. "
+            "https://useast.api.elasticpath.com)",
+            **kwargs,
+        )
         return body
 
     # -- token -------------------------------------------------------------------------------
@@ -459,7 +405,7 @@ class ElasticPathClient(PooledApiClient):
 
     def _fetch_token(self) -> Token:
         self.token_requests += 1
-        ex, outcome = self._exchange(
+        body = self._exchange(
             EP_TOKEN,
             "POST",
             "oauth/access_token",
@@ -470,13 +416,7 @@ class ElasticPathClient(PooledApiClient):
                 "client_secret": self._client_secret,
             },
         )
-        if outcome.kind == "not_found":
-            outcome = Outcome(
-                "fatal", None, f"{NAME} has no token endpoint: check {BASE_URL_VAR}", 404
-            )
-        if outcome.kind != "ok":
-            self._raise(outcome, EP_TOKEN, ex.exc)
-        return parse_token_response(decode_json(ex.text), self._clock.now(), self._token_margin)
+        return parse_token_response(body, self._clock.now(), self._token_margin)
 
     def access_token(self) -> str:
         """The current bearer token, fetching or renewing it when needed."""

@@ -3,17 +3,17 @@
 It returns raw JSON (dicts and lists of dicts); :mod:`sync.domain.parse_shopwired` turns
 orders into domain objects. Contract of every public method:
 
-* each request first waits on the limiter (:data:`~sync.ratelimit.SHOPWIRED_BUCKET` by
-  default), so the documented leaky bucket (40, 2/s) is never overrun by this process;
-* a 429 — or a 503 carrying ``Retry-After`` — is waited out (``Retry-After`` when sent, else
-  exponential backoff with full jitter from 1 s capped at 30 s) and **the same request** is
-  sent again, at most ``max_429_retries`` times; then :class:`~sync.errors.RetryableError`;
-* every other outcome goes through :func:`sync.outcomes.classify`: timeouts, connection
-  errors and 5xx raise RetryableError, 401/403 raise FatalError naming
+* every request runs through the one request pipeline (:mod:`sync.apiclient`): it first
+  waits on the limiter (:data:`~sync.ratelimit.SHOPWIRED_BUCKET` by default), so the
+  documented leaky bucket (40, 2/s) is never overrun by this process;
+* every transient outcome — 5xx, timeouts, connection resets, a 2xx whose body is not the
+  JSON shape expected (a truncated page), 429 — is retried **in place**: ``Retry-After`` when
+  sent, else full-jitter backoff from 1 s capped at 30 s, at most ``max_retries`` times;
+  then :class:`~sync.errors.RetryableError` (:class:`~sync.errors.Throttled` for a 429);
+* the rest by :func:`sync.outcomes.classify`: 401/403 raise FatalError naming
   ``SHOPWIRED_API_KEY/SHOPWIRED_API_SECRET``, a 400 (our query is malformed) is fatal, and
-  so is a 404 anywhere but a single order (the base URL is wrong);
-* a 2xx whose body is not the JSON shape expected (e.g. a truncated page) raises
-  RetryableError; items inside a list are returned as they are, even if not dicts.
+  so is a 404 anywhere but a single order (the base URL is wrong); items inside a list are
+  returned as they are, even if not dicts.
 
 Error messages never contain the key or secret. One debug log line per HTTP call
 (``endpoint``, ``status``, ``duration_ms``, ``outcome``).
@@ -22,21 +22,21 @@ Error messages never contain the key or secret. One debug log line per HTTP call
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 import httpx
 import structlog
 
-from sync import metrics
-from sync.apiclient import PooledApiClient
+from sync.apiclient import ApiProfile, PooledApiClient
 from sync.clock import Clock, utc
-from sync.errors import RetryableError, SyncError
-from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client, send
-from sync.outcomes import Expect, Outcome, classify, decode_json, raise_for_outcome
+from sync.domain.retry import RequestRetry
+from sync.errors import RetryableError
+from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client
+from sync.outcomes import Expect, Outcome, classify
 from sync.ratelimit import SHOPWIRED_BUCKET, LeakyBucket, Limiter
 
 #: Every order property the domain mapping reads; sent as ``fields=`` to keep pages small.
@@ -70,14 +70,30 @@ ORDER_FIELDS: Final[tuple[str, ...]] = (
 
 MAX_PAGE_SIZE: Final = 100
 MAX_IDS_PER_CALL: Final = 50
-BACKOFF_BASE: Final = 1.0
-BACKOFF_CAP: Final = 30.0
+#: In-place retries of one read (5xx, timeouts, resets, truncated pages, 429): at 10 % faults
+#: nine tries in a row fail once in a billion requests.
+MAX_RETRIES: Final = 8
+#: A read is not retried in place once this long has passed since its first try.
+RETRY_BUDGET_S: Final = 300.0
+
+#: Rows of the current created second read again at the start of the next page: up to this
+#: many orders archived or deleted behind the paging position cannot shift a row out of sight.
+SAME_SECOND_OVERLAP: Final = 10
 
 # Endpoint labels (keys of ``ShopWiredClient.calls``).
 EP_ORDERS: Final = "orders"
 EP_ORDER: Final = "orders/{id}"
 EP_COUNT: Final = "orders/count"
 EP_STATUSES: Final = "order-statuses"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanPosition:
+    """Where a created-date scan stands: ``read_in_second`` rows of the orders created in
+    UNIX second ``second`` have been read (see :meth:`ShopWiredClient.iter_order_pages`)."""
+
+    second: int
+    read_in_second: int
 
 
 def _unix(dt: datetime) -> int:
@@ -118,12 +134,12 @@ class ShopWiredClient(PooledApiClient):
     relative to it. ``limiter`` defaults to a fresh :class:`~sync.ratelimit.LeakyBucket` with
     :data:`~sync.ratelimit.SHOPWIRED_BUCKET`; pass a shared one when several clients use the
     same store. ``rng`` drives the backoff jitter (seed it in tests). A ``Retry-After`` longer
-    than ``max_retry_after`` seconds is not waited out in-process: RetryableError is raised at
+    than ``max_retry_after`` seconds is not waited out in-process: Throttled is raised at
     once with that ``retry_after``.
 
     Attributes: ``calls`` counts HTTP requests by endpoint label (``orders``, ``orders/{id}``,
     ``orders/count``, ``order-statuses``); ``throttled`` counts 429 (and 503 + Retry-After)
-    responses.
+    responses; ``circuit`` is the account's :class:`~sync.apiclient.Circuit`.
     """
 
     def __init__(
@@ -136,57 +152,29 @@ class ShopWiredClient(PooledApiClient):
         transport: httpx.BaseTransport | None = None,
         limiter: Limiter | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        max_429_retries: int = 8,
+        max_retries: int = MAX_RETRIES,
         logger: Any = None,
         rng: random.Random | None = None,
         max_retry_after: float = 300.0,
     ) -> None:
-        if max_429_retries < 0:
-            raise ValueError("max_429_retries must be >= 0")
-        self._clock = clock
-        self._limiter: Limiter = (
-            limiter if limiter is not None else LeakyBucket.from_spec(SHOPWIRED_BUCKET, clock)
+        self._init_pipeline(
+            ApiProfile(
+                "shopwired", "ShopWired",
+                RequestRetry(max_retries=max_retries, budget=RETRY_BUDGET_S),
+                max_retry_after=max_retry_after,
+            ),
+            clock=clock,
+            limiter=(
+                limiter if limiter is not None
+                else LeakyBucket.from_spec(SHOPWIRED_BUCKET, clock)
+            ),
+            http=build_client(
+                base_url, (api_key, api_secret), transport=transport, timeout=timeout
+            ),
+            log=logger if logger is not None else structlog.get_logger("ordersync.shopwired"),
+            rng=rng,
+            redactor=Redactor(api_key, api_secret, mask_user=True),
         )
-        self._max_429_retries = max_429_retries
-        self._max_retry_after = max_retry_after
-        self._rng = rng if rng is not None else random.Random()
-        self._log = logger if logger is not None else structlog.get_logger("ordersync.shopwired")
-        self._redact = Redactor(api_key, api_secret, mask_user=True)
-        self._http = build_client(
-            base_url, (api_key, api_secret), transport=transport, timeout=timeout
-        )
-        self.calls: Counter[str] = Counter()
-        self.throttled: int = 0
-
-    # -- core --------------------------------------------------------------------------------
-    def _backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
-        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * (2.0 ** min(attempt, 30)))
-        return self._rng.uniform(0.0, ceiling)
-
-    def _log_call(self, endpoint: str, ex: Exchange, outcome: Outcome, attempt: int) -> None:
-        metrics.inc("ordersync_api_calls_total", api="shopwired", endpoint=endpoint,
-                    status=str(ex.status or 0))
-        if outcome.kind != "ok":
-            metrics.inc("ordersync_api_errors_total", api="shopwired", endpoint=endpoint,
-                        outcome=outcome.kind)
-        self._log.debug(
-            "shopwired_call",
-            endpoint=endpoint,
-            status=ex.status,
-            duration_ms=round(ex.duration_ms, 1),
-            outcome=outcome.kind,
-            attempt=attempt,
-        )
-
-    def _raise(self, outcome: Outcome, endpoint: str, cause: BaseException | None) -> None:
-        safe = Outcome(
-            outcome.kind, outcome.retry_after, self._redact(outcome.reason), outcome.status
-        )
-        try:
-            raise_for_outcome(safe, endpoint)
-        except SyncError as err:
-            raise err from cause
 
     def _get(
         self,
@@ -197,66 +185,19 @@ class ShopWiredClient(PooledApiClient):
         expect: Expect,
         allow_not_found: bool = False,
     ) -> Any:
-        """GET ``path``; the decoded JSON, or None for a 404 when ``allow_not_found``."""
-        attempt = 0
-        while True:
-            began = self._clock.monotonic()
-            self._limiter.acquire()
-            waited = self._clock.monotonic() - began
-            if waited > 0:
-                metrics.inc("ordersync_rate_limit_wait_seconds_total", waited, api="shopwired")
-            ex = send(self._http, self._clock, "GET", path, params=dict(params))
-            self.calls[endpoint] += 1
-            outcome = classify(
-                "shopwired",
-                ex.status,
-                ex.exc,
-                ex.text,
-                ex.retry_after,
-                expect=expect,
-                now=self._clock.now(),
-            )
-            self._log_call(endpoint, ex, outcome, attempt)
-            throttled = ex.status == 429 or (ex.status == 503 and outcome.retry_after is not None)
-            if outcome.kind == "retry" and throttled:
-                self.throttled += 1
-                if attempt >= self._max_429_retries:
-                    raise RetryableError(
-                        f"ShopWired still throttling after {attempt} retries",
-                        endpoint=endpoint,
-                        status=ex.status,
-                        retry_after=outcome.retry_after,
-                    )
-                delay = (
-                    outcome.retry_after
-                    if outcome.retry_after is not None
-                    else self._backoff(attempt)
-                )
-                if delay > self._max_retry_after:
-                    raise RetryableError(
-                        f"ShopWired asked us to wait {delay:.0f} s",
-                        endpoint=endpoint,
-                        status=ex.status,
-                        retry_after=delay,
-                    )
-                self._limiter.penalize(delay)
-                self._clock.sleep(delay)
-                attempt += 1
-                continue
-            if outcome.kind == "not_found":
-                if allow_not_found:
-                    return None
-                # A collection endpoint cannot be "not found": the base URL is wrong.
-                outcome = Outcome(
-                    "fatal",
-                    None,
-                    f"ShopWired has no {path!r} endpoint: check SHOPWIRED_BASE_URL "
-                    "(it must include the version, e.g. https://api.ecommerceapi.uk/v1)",
-                    outcome.status,
-                )
-            if outcome.kind != "ok":
-                self._raise(outcome, endpoint, ex.exc)
-            return decode_json(ex.text)
+        """GET ``path`` through the pipeline; the decoded JSON, or None for a 404 when
+        ``allow_not_found``."""
+
+        def classify_read(ex: Exchange) -> Outcome:
+            return classify("shopwired", ex.status, ex.exc, ex.text, ex.retry_after,
+                            expect=expect, now=self._clock.now())
+
+        return self._request_json(
+            endpoint, "GET", path, classify=classify_read, allow_not_found=allow_not_found,
+            base_url_hint="SHOPWIRED_BASE_URL (it must include the version, e.g. "
+            "https://api.ecommerceapi.uk/v1)",
+            params=dict(params),
+        )
 
     # -- orders ------------------------------------------------------------------------------
     def list_orders(
@@ -302,25 +243,51 @@ class ShopWiredClient(PooledApiClient):
         fields: Sequence[str] | None = ORDER_FIELDS,
         archived: bool | None = None,
     ) -> Iterator[list[Any]]:
-        """Pages of orders created in the window, oldest first, paged by created date.
+        """Pages of orders created in the window, oldest first (:meth:`iter_order_pages`
+        without the positions)."""
+        for page, _ in self.iter_order_pages(created_from, created_to, page_size=page_size,
+                                             fields=fields, archived=archived):
+            yield page
 
-        Keyset paging: each request starts at the created second of the last row received
-        (``from`` is inclusive) with offset 0, so an order archived or deleted *behind* the
-        cursor between two requests cannot shift a row out of sight (offset paging would skip
-        one). Rows of that second already yielded are dropped (about one call per 99 orders).
-        Rows without a readable ``created`` are paged by offset.
-        Stops after a short page (an empty page is not yielded). Raises RetryableError if the
-        server sends the same page twice (it ignored the paging), rather than looping for ever.
+    def iter_order_pages(
+        self,
+        created_from: datetime,
+        created_to: datetime,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        fields: Sequence[str] | None = ORDER_FIELDS,
+        archived: bool | None = None,
+        resume: ScanPosition | None = None,
+    ) -> Iterator[tuple[list[Any], ScanPosition]]:
+        """Pages of orders created in the window, oldest first, each with the position to
+        resume from after it (``resume`` continues a scan that stopped there).
+
+        Keyset paging on ``(created second, rank within that second)``: each request starts
+        at the created second of the last row received (``from`` is inclusive) at the offset
+        of the rows of that second already read **minus** :data:`SAME_SECOND_OVERLAP`. So
+
+        * any number of orders sharing one second is read completely (a bulk import of 500
+          in one second pages through it, 90 new rows a page), and no page is ever asked
+          for twice — every full page moves the position forward;
+        * an order archived or deleted *behind* the position between two requests shifts the
+          rows by one: the overlap re-reads it instead of skipping a row (offset paging
+          would lose it). Rows already yielded are dropped.
+
+        Rows without a readable ``created`` are paged by offset. Stops after a short page (an
+        empty page is not yielded). Raises RetryableError if the server ignores the paging
+        (the same request would be sent twice), rather than looping for ever.
         """
-        cursor = created_from
-        skip = 0
-        seen_at_cursor: set[Any] = set()
-        previous_ids: list[Any] | None = None
+        second = resume.second if resume is not None else _unix(created_from)
+        read_in_second = resume.read_in_second if resume is not None else 0
+        overlap = min(SAME_SECOND_OVERLAP, page_size // 2)
+        seen: set[Any] = set()  # ids yielded at ``second``
+        dated = True  # False: the last page had no readable dates, page by offset alone
         while True:
+            offset = max(0, read_in_second - (overlap if dated else 0))
             page = self.list_orders(
-                created_from=cursor,
+                created_from=datetime.fromtimestamp(second, UTC),
                 created_to=created_to,
-                offset=skip,
+                offset=offset,
                 count=page_size,
                 fields=fields,
                 archived=archived,
@@ -328,36 +295,30 @@ class ShopWiredClient(PooledApiClient):
             if not page:
                 return
             ids = [item.get("id") if isinstance(item, dict) else None for item in page]
-            if previous_ids is not None and ids == previous_ids and any(i is not None for i in ids):
+            fresh = [item for item, oid in zip(page, ids, strict=True)
+                     if oid is None or oid not in seen]
+            seconds = [_unix(c) if (c := _created_at(item)) is not None else None
+                       for item in page]
+            if len(page) == page_size and not fresh:
                 raise RetryableError(
-                    f"ShopWired returned the same page twice (from {_unix(cursor)}, "
-                    f"offset {skip})",
+                    f"ShopWired returned the same page twice (from {second}, offset {offset})",
                     endpoint=EP_ORDERS,
                 )
-            previous_ids = ids
-            fresh = [
-                item for item in page
-                if not (isinstance(item, dict) and item.get("id") in seen_at_cursor)
-            ]
+            last = max((x for x in seconds if x is not None), default=None)
+            dated = last is not None
+            if last is None or last <= second:
+                read_in_second = offset + len(page)  # the page is inside one second
+                seen |= {i for i in ids if i is not None}
+            else:
+                second = last
+                at_last = [oid for oid, x in zip(ids, seconds, strict=True) if x == last]
+                read_in_second = len(at_last)
+                seen = {i for i in at_last if i is not None}
+            position = ScanPosition(second, read_in_second)
             if fresh:
-                yield fresh
+                yield fresh, position
             if len(page) < page_size:
                 return
-            last = _created_at(page[-1])
-            if last is None or _unix(last) <= _unix(cursor):
-                skip += len(page)  # a page-full second (or no date): page within it
-                seen_at_cursor |= {i for i in ids if i is not None}
-            else:
-                cursor = last
-                seen_at_cursor = {
-                    item.get("id") for item in page
-                    if isinstance(item, dict) and (c := _created_at(item)) is not None
-                    and _unix(c) == _unix(last)
-                }
-                # Offset 0, not "after the rows of that second already read": one of them may
-                # have left the list meanwhile, and the next row would be skipped (lost). The
-                # few rows of one second are read twice instead; duplicates are dropped.
-                skip = 0
 
     def get_orders_by_ids(
         self, ids: Sequence[int], fields: Sequence[str] | None = ORDER_FIELDS

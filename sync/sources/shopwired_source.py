@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -11,7 +12,20 @@ from sync.domain.text import clean_text
 from sync.domain.windows import Window
 from sync.errors import FatalError
 from sync.logs import get_logger
-from sync.sources.shopwired import ShopWiredClient
+from sync.sources.shopwired import ScanPosition, ShopWiredClient
+
+
+def _parse_position(position: str | None) -> tuple[int, ScanPosition | None]:
+    """(phase: 0 regular / 1 archived, where in it) of a :meth:`ShopWiredSource.
+    resumable_pages` position; (0, None) = from the start, also for anything unreadable."""
+    if not position:
+        return 0, None
+    try:
+        raw = json.loads(position)
+        phase = 1 if raw["archived"] else 0
+        return phase, ScanPosition(int(raw["second"]), max(int(raw["read"]), 0))
+    except (ValueError, TypeError, KeyError):
+        return 0, None
 
 log = get_logger("ordersync.shopwired")
 
@@ -43,6 +57,22 @@ class ShopWiredSource:
         not be lost. Costs one extra (usually empty) call per window."""
         yield from self.client.iter_orders_in_window(window.start, window.end, archived=False)
         yield from self.client.iter_orders_in_window(window.start, window.end, archived=True)
+
+    def resumable_pages(
+        self, window: Window, position: str | None = None
+    ) -> Iterator[tuple[list[Any], str]]:
+        """:meth:`new_order_pages`, each page with the position after it (an opaque string
+        to keep with the committed page); ``position`` resumes a scan that stopped there
+        instead of reading the window from its start again."""
+        phase, resume = _parse_position(position)
+        for archived in (False, True)[phase:]:
+            pages = self.client.iter_order_pages(
+                window.start, window.end, archived=archived,
+                resume=resume if archived == bool(phase) else None,
+            )
+            for page, at in pages:
+                yield page, json.dumps({"archived": int(archived), "second": at.second,
+                                        "read": at.read_in_second})
 
     def fetch_by_ids(self, order_ids: Sequence[str]) -> list[Any]:
         # Only valid ids reach ShopWired: a malformed one (e.g. from a webhook) would make it

@@ -304,3 +304,27 @@ def test_alembic_config_survives_percent_signs_in_the_url() -> None:
     assert cfg.get_main_option("sqlalchemy.url") == (
         "postgresql+psycopg://u:p%40ss@h/db?options=-csearch_path%3Dx"
     )
+
+
+def test_0003_reopens_cancelled_orders_the_old_status_map_closed(db_url: str) -> None:
+    """A refund after a cancellation must still mail: rows the old map made terminal because
+    they were cancelled are re-read again; other terminal rows and deleted ones stay closed."""
+    schema.upgrade(db_url, "0002")
+    rows = {"c": ("cancelled", "false"), "r": ("refunded", "false"), "d": ("cancelled", "true")}
+    for ref, (status, deleted) in rows.items():
+        execute(db_url, "INSERT INTO ledger_orders (store, ref, source_order_id, first_seen_at,"
+                " last_checked_at, changed_at, state, terminal, order_status, refund_keys,"
+                " version, attempts, deleted) VALUES ('s1', "
+                f"'{ref}', '1', '2026-01-15 12:00:00', '2026-01-15 12:00:00',"
+                f" '2026-01-15 12:00:00', 'synced', true, '{status}', '[]', 1, 0, {deleted})")
+    schema.upgrade(db_url)
+    ledger = Ledger(db_url)
+    try:
+        reopened = ledger.get_order("s1", "c")
+        assert reopened is not None and not reopened.terminal
+        assert reopened.refresh_due_at == NOW
+        for ref in ("r", "d"):
+            row = ledger.get_order("s1", ref)
+            assert row is not None and row.terminal
+    finally:
+        ledger.dispose()

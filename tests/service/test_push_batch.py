@@ -218,7 +218,7 @@ def test_a_slow_batch_gives_back_what_it_has_not_started(env: Env) -> None:
 
     class Slow:
         def update_order(self, payload: dict[str, Any]) -> str:
-            env.clock.advance(lease / 3)
+            env.clock.advance(lease / 4)
             return real.update_order(payload)
 
         def create_order_event(self, payload: dict[str, Any]) -> str:

@@ -145,8 +145,10 @@ def test_a_wiredplus_outage_is_retried_from_the_ledger_until_delivered(
     harness.run()
     pending = harness.rt.ledger.counts(harness.store).orders[OrderState.PENDING]
     assert pending == len(_in_scope(harness))
-    row = next(iter(harness.orders().values()))
-    assert row.attempts >= 1 and row.next_attempt_at is not None and row.last_error
+    rows = list(harness.orders().values())
+    assert all(r.next_attempt_at is not None and r.last_error for r in rows)
+    # Only the pushes before the circuit opened spent an attempt; the rest waited for it.
+    assert 1 <= sum(r.attempts for r in rows) <= 5
     wp.faults.error_rate = 0.0
     harness.run(passes=3, gap=600)
     counts = harness.rt.ledger.counts(harness.store)
@@ -203,6 +205,8 @@ def test_a_broken_new_order_page_does_not_stop_refreshes_and_deliveries(
     source = harness.rt.poller.source
 
     class BrokenScan:
+        resumable_pages = None  # the scan reads new_order_pages only
+
         def __getattr__(self, name: str) -> Any:
             return getattr(source, name)
 

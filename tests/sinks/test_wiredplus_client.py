@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from sync.clock import FakeClock
-from sync.errors import FatalError, RetryableError, SkippableError
+from sync.errors import FatalError, RetryableError, SkippableError, Throttled
 from sync.ratelimit import HourlyBudget, Unlimited
 from sync.sinks.wiredplus import AccountInfo, WiredPlusClient
 
@@ -227,15 +227,40 @@ def test_auth_failure_is_fatal_and_never_shows_the_key(status: int) -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
-def test_5xx_is_retryable_without_retrying(status: int) -> None:
+def test_5xx_is_retried_briefly_in_place_then_raised(status: int) -> None:
+    # Issue 11: a short in-place retry (upserts are idempotent); the ledger does the rest.
     rec = Recorder(httpx.Response(status, text="down"))
     clock = FakeClock()
-    client = make(rec, clock=clock)
+    client = make(rec, clock=clock, limiter=Unlimited())
     with pytest.raises(RetryableError) as err:
         client.update_order(ORDER)
+    assert not isinstance(err.value, Throttled)
     assert err.value.status == status
+    assert len(rec.requests) == 4
+    assert sum(clock.slept) <= 10.0
+
+
+def test_a_lost_response_is_sent_again_in_place() -> None:
+    rec = Recorder(httpx.RemoteProtocolError("no response"), ok({"id": 7}))
+    client = make(rec, limiter=Unlimited())
+    assert client.update_order(ORDER) == "7"
+    assert rec.requests[0].content == rec.requests[1].content
+
+
+def test_a_timeout_is_not_retried_in_place() -> None:
+    rec = Recorder(httpx.ReadTimeout("slow"), ok({"id": 7}))
+    client = make(rec, limiter=Unlimited())
+    with pytest.raises(RetryableError):
+        client.update_order(ORDER)
     assert len(rec.requests) == 1
-    assert clock.slept == []
+
+
+def test_429_with_short_retry_after_is_waited_in_place() -> None:
+    clock = FakeClock()
+    rec = Recorder(httpx.Response(429, headers={"Retry-After": "1"}), ok({"id": 3}))
+    client = make(rec, clock=clock, limiter=Unlimited())
+    assert client.update_order(ORDER) == "3"
+    assert clock.slept == [1.0]
 
 
 def test_429_raises_with_retry_after_and_penalises_the_budget() -> None:
@@ -243,7 +268,7 @@ def test_429_raises_with_retry_after_and_penalises_the_budget() -> None:
     budget = HourlyBudget(5000, clock)
     rec = Recorder(httpx.Response(429, headers={"Retry-After": "20"}))
     client = make(rec, clock=clock, limiter=budget)
-    with pytest.raises(RetryableError) as err:
+    with pytest.raises(Throttled) as err:
         client.update_order(ORDER)
     assert err.value.retry_after == 20.0
     assert len(rec.requests) == 1
@@ -259,7 +284,7 @@ def test_short_limiter_wait_is_slept_long_one_becomes_retryable() -> None:
     assert client.update_order(ORDER) == "1"
     assert clock.slept == [pytest.approx(10.0)]
     budget.penalize(300.0)
-    with pytest.raises(RetryableError) as err:
+    with pytest.raises(Throttled) as err:
         client.update_order(ORDER)
     assert err.value.retry_after == pytest.approx(300.0)
     assert client.calls["UpdateOrder"] == 1

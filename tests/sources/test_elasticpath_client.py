@@ -430,12 +430,12 @@ def test_default_limiter_keeps_under_25_per_second(clock: FakeClock) -> None:
 def test_429_with_retry_after_then_gives_up() -> None:
     throttled = jsonapi(429, "Too many requests")
     throttled.headers["Retry-After"] = "7"
-    client, clock = make(scripted(throttled), max_429_retries=2)
+    client, clock = make(scripted(throttled), max_retries=2)
     with pytest.raises(RetryableError) as info:
         client.list_orders()
     assert info.value.retry_after == 7.0 and info.value.status == 429
     assert clock.slept == [7.0, 7.0]
-    client0, clock0 = make(scripted(throttled), max_429_retries=0)
+    client0, clock0 = make(scripted(throttled), max_retries=0)
     with pytest.raises(RetryableError):
         client0.list_orders()
     assert clock0.slept == []

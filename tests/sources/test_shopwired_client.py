@@ -296,7 +296,7 @@ def test_429_backoff_is_reproducible_with_a_seeded_rng() -> None:
 
 def test_429_gives_up_after_max_retries() -> None:
     rec = Recorder(httpx.Response(429, headers={"Retry-After": "1"}))
-    client, clock = make(rec, max_429_retries=3)
+    client, clock = make(rec, max_retries=3)
     with pytest.raises(RetryableError) as err:
         client.order_statuses()
     assert len(rec.requests) == 4
@@ -352,14 +352,28 @@ def test_400_is_fatal() -> None:
 
 
 @pytest.mark.parametrize("status", [500, 502, 504])
-def test_5xx_is_retryable_without_inline_retry(status: int) -> None:
+def test_5xx_is_retried_in_place_then_raised(status: int) -> None:
+    # Issue 11: a 5xx no longer fails the pass; the same read is retried with capped jitter.
     rec = Recorder(httpx.Response(status, text="oops"))
-    client, clock = make(rec)
+    client, clock = make(rec, limiter=Unlimited())
     with pytest.raises(RetryableError) as err:
         client.order_statuses()
     assert err.value.status == status
-    assert len(rec.requests) == 1
-    assert clock.slept == []
+    assert len(rec.requests) == 9
+    assert all(0 <= s <= min(30.0, 2.0**i) for i, s in enumerate(clock.slept))
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [httpx.Response(500, text="oops"), httpx.Response(503, text="<html>busy</html>"),
+     httpx.ReadTimeout("slow"), httpx.ConnectError("reset"),
+     httpx.RemoteProtocolError("peer closed"), httpx.Response(200, text='[{"id": 1')],
+)
+def test_transient_read_faults_are_retried_in_place(fault: object) -> None:
+    rec = Recorder(fault, fault, ok([{"id": 1}]))  # type: ignore[arg-type]
+    client, clock = make(rec, limiter=Unlimited())
+    assert client.order_statuses() == [{"id": 1}]
+    assert len(rec.requests) == 3 and len(clock.slept) == 2
 
 
 @pytest.mark.parametrize(
