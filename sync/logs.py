@@ -150,7 +150,10 @@ def _route_standard_logging(out: Any, renderer: Any, level: int) -> None:
     _state["handler"] = handler
     for name, floor in _LIBRARY_FLOOR.items():
         logging.getLogger(name).setLevel(max(level, floor))
-    logging.captureWarnings(True)  # a library's warning is one JSON line too
+    # A library's warning is one JSON line too. Off then on: if something replaced
+    # warnings.showwarning since the last call, capturing is installed again.
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
 
 
 def configure(fmt: str = "auto", level: str = "info", stream: Any = None) -> None:

@@ -20,6 +20,21 @@ from sync.errors import ConfigError
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _logging_as_a_fresh_process() -> Any:
+    """Each command runs as in a fresh process: no logging configured by an earlier test
+    (whose stream the exit line would otherwise go to)."""
+    import structlog
+
+    from sync import logs
+
+    config, state = structlog.get_config(), dict(logs._state)
+    logs._state["json"] = None
+    yield
+    structlog.configure(**config)
+    logs._state.update(state)
+
+
 def _one_line_exit_2(result: Any, name: str) -> str:
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), (
