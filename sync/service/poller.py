@@ -152,6 +152,7 @@ class Poller:
         self._alerted_at: float | None = None
         self._plan: RefreshPlan | None = None
         self._between = PassReport(started_at=clock.now())  # re-reads between passes
+        self._calls_seen = self._source_call_count() or 0
         ingestor.on_unknown_status = self._warn_unknown_status
 
     def _note_growth(self, new_orders: int) -> None:
@@ -353,7 +354,11 @@ class Poller:
         self._webhook_refreshes(report)
         if report.webhook_calls and self._pacer is not None:  # paid from the polling share
             mono = self.clock.monotonic()
-            self._pacer.spend(self._note_other_calls(report.webhook_calls, mono), mono)
+            other = self._debit_source_calls(mono)
+            if other is None:
+                other = report.webhook_calls
+                self._pacer.spend(other, mono)
+            self._note_other_calls(other, mono)
         if report.webhook_calls:
             self.log.info("pass.webhooks", store=self.store, calls=report.webhook_calls,
                           refreshed=report.webhook.seen, changed=report.webhook.changed,
@@ -476,7 +481,11 @@ class Poller:
         rate = polling_calls_per_second(self.policy.source_rate, share)
         mono = self.clock.monotonic()
         pacer = self._refresh_pacer(rate, mono)
-        pacer.spend(self._note_other_calls(report.new_pages + report.webhook_calls, mono), mono)
+        other = self._debit_source_calls(mono)
+        if other is None:  # a source that does not count its calls: what this pass knows
+            other = report.new_pages + report.webhook_calls
+            pacer.spend(other, mono)
+        self._note_other_calls(other, mono)
         self._plan = self._plan_refresh(report, rate, mono)
         self._spend_refresh_credit(report)
 
@@ -512,8 +521,31 @@ class Poller:
             chunk = most_overdue(due, plan, now, IDS_PER_CALL)
             if not chunk:
                 return
-            pacer.spend(1, self.clock.monotonic())
+            mono = self.clock.monotonic()
+            other = self._debit_source_calls(mono)
+            if other is None:
+                pacer.spend(1, mono)
+            elif other:
+                self._note_other_calls(other, mono)  # e.g. a webhook pass since the last look
             self._read_open(report, [(o.ref, o.order_id) for o in chunk])
+            self._debit_source_calls(self.clock.monotonic())  # this call (and its retries)
+
+    def _source_call_count(self) -> int | None:
+        """Every call the source's client has made (None if it does not count them)."""
+        calls = getattr(getattr(self.source, "client", None), "calls", None)
+        return sum(calls.values()) if isinstance(calls, Mapping) else None
+
+    def _debit_source_calls(self, mono: float) -> int | None:
+        """Spend from the polling share every source call made since the last look —
+        scans, webhook refreshes, the status list, audits, retries — and return how many
+        (None when the source does not count its calls)."""
+        total = self._source_call_count()
+        if total is None:
+            return None
+        delta, self._calls_seen = total - self._calls_seen, total
+        if self._pacer is not None and delta > 0:
+            self._pacer.spend(delta, mono)
+        return delta
 
     def _read_open(self, report: PassReport, chunk: Sequence[tuple[str, str]]) -> None:
         """One ``ids=`` call for ``chunk`` (ref, shop order id): record, push what changed."""
@@ -549,11 +581,7 @@ class Poller:
 
     def _reserved_rate(self, mono: float) -> float:
         """Calls per second the new-order scan and webhook refreshes took lately."""
-        if not self._other_calls:
-            return 0.0
-        first = self._other_calls[0][0]
-        span = max(mono - first, 60.0)
-        return sum(n for _, n in self._other_calls) / span
+        return sum(n for _, n in self._other_calls) / RESERVED_WINDOW
 
     def _plan_refresh(self, report: PassReport, rate: float, mono: float) -> RefreshPlan:
         """The plan for the open orders the ledger holds now; kept in the ledger (cursor
