@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -193,3 +193,66 @@ def test_with_healthy_webhooks_polling_is_a_small_safety_net(db_url: str) -> Non
         assert plan["webhooks_healthy"] is True
     finally:
         rt.close()
+
+
+def test_status_and_metrics_show_open_orders_staleness_and_the_bound(
+    db_url: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from sync import metrics
+    from sync.cli import _status_data
+
+    clock = FakeClock(datetime.now(UTC))  # `status` reads the wall clock
+    sb = _shop(300, clock)
+    rt = _build(db_url, clock, sb)
+    try:
+        rt.poller.run_pass()
+        clock.advance(30)
+        rt.poller.run_pass()
+    finally:
+        rt.close()
+    plan = json.loads(rt.ledger.get_cursor(rt.settings.store, REFRESH_PLAN) or "{}")
+    assert 0 < plan["open_orders"] <= 300 and plan["bound_s"] > 0
+    assert plan["staleness_max_s"] >= plan["staleness_p95_s"] >= plan["staleness_p50_s"] >= 0
+    registry = CollectorRegistry()
+    registry.register(metrics.LedgerCollector(db_url, [rt.settings.store]))
+    store = rt.settings.store
+    assert registry.get_sample_value("ordersync_open_orders", {"store": store}) == \
+        plan["open_orders"]
+    assert registry.get_sample_value("ordersync_staleness_bound_seconds", {"store": store}) == \
+        plan["bound_s"]
+    assert registry.get_sample_value("ordersync_staleness_seconds",
+                                     {"store": store, "quantile": "1"}) == \
+        plan["staleness_max_s"]
+    for name, value in (("DATABASE_URL", db_url), ("ORDERSYNC_STALENESS_ALERT", "1h")):
+        monkeypatch.setenv(name, value)
+    for name in ("SHOPWIRED_API_KEY", "WIREDPLUS_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    data = _status_data(make_settings(db_url))["refresh"]
+    assert data["open_orders"] == plan["open_orders"]
+    assert data["bound_s"] == plan["bound_s"] and data["exceeds_alert"] is False
+    tight = _status_data(make_settings(db_url, ORDERSYNC_STALENESS_ALERT="1s"))["refresh"]
+    assert tight["exceeds_alert"] is True
+
+
+def test_a_bound_past_the_alert_is_logged_once_an_hour(db_url: str) -> None:
+    import io
+
+    from sync.logs import configure
+
+    stream = io.StringIO()
+    configure("json", "info", stream=stream)
+    clock = FakeClock()
+    sb = _shop(300, clock)
+    rt = _build(db_url, clock, sb, ORDERSYNC_STALENESS_ALERT="1s")
+    try:
+        rt.poller.run_pass()
+        clock.advance(60)
+        rt.poller.run_pass()
+    finally:
+        rt.close()
+        configure("auto", "warning")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    warnings = [e for e in lines if e.get("event") == "refresh.bound_exceeds_alert"]
+    assert len(warnings) == 1 and "webhooks" in warnings[0]["hint"]
