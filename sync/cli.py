@@ -250,7 +250,9 @@ def _refresh_status(settings: Settings, ledger: Any, now: datetime) -> dict[str,
         "calls_per_hour": plan.get("refresh_calls_per_hour"),
         "share": plan.get("share"),
         "alert_s": alert,
-        "exceeds_alert": bool(plan) and ages.open_orders > 0 and (bound is None or bound > alert),
+        "webhooks_healthy": bool(plan.get("webhooks_healthy")),
+        "exceeds_alert": bool(plan) and ages.open_orders > 0 and not plan.get("webhooks_healthy")
+        and (bound is None or bound > alert),
     }
 
 
@@ -358,7 +360,9 @@ def status(
         t.add_row("staleness bound", (
             f"{_age(rf['bound_s'])}: every open order re-read at least this often "
             f"({(rf['share'] or 0) * 100:.0f} % of the ShopWired rate, "
-            f"~{rf['calls_per_hour'] or 0:.0f} calls/h)" if rf["bound_s"] is not None
+            f"~{rf['calls_per_hour'] or 0:.0f} calls/h"
+            + ("; a safety net: webhooks are healthy" if rf["webhooks_healthy"] else "") + ")"
+            if rf["bound_s"] is not None
             else "none: polling has no calls to spare for re-reads"))
     if rf["exceeds_alert"]:
         t.add_row("[bold red]alert[/]",

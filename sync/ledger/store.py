@@ -422,16 +422,20 @@ class Ledger:
         cutoffs: Mapping[str, datetime],
         other_cutoff: datetime,
         limit: int,
+        checked_before: datetime | None = None,
     ) -> list[OpenOrder]:
         """Open orders read last before their status's cutoff (statuses not in ``cutoffs``,
         and orders without a status, before ``other_cutoff``), up to ``limit`` per status,
         least recently read first within each status. The caller merges them
-        (:func:`sync.domain.refresh_plan.most_overdue`)."""
+        (:func:`sync.domain.refresh_plan.most_overdue`). With ``checked_before``, orders
+        read at or after that moment are left out whatever their cutoff."""
         from sync.domain.refresh_plan import OpenOrder
 
         cols = (OrderRow.ref, OrderRow.source_order_id, OrderRow.order_status,
                 OrderRow.last_checked_at)
         base = self._open_orders(store, created_after)
+        if checked_before is not None:
+            base = and_(base, OrderRow.last_checked_at < checked_before)
         groups: list[Any] = [
             and_(OrderRow.order_status == status, OrderRow.last_checked_at < cut)
             for status, cut in cutoffs.items()

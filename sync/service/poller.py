@@ -487,7 +487,8 @@ class Poller:
             pacer.spend(other, mono)
         self._note_other_calls(other, mono)
         self._plan = self._plan_refresh(report, rate, mono)
-        self._spend_refresh_credit(report)
+        # Orders read earlier in this pass (the new-order scan) are fresh already.
+        self._spend_refresh_credit(report, fresh_since=report.started_at)
 
     def refresh_tick(self) -> int:
         """Between passes (the daemon calls this every tick): re-read the most overdue open
@@ -501,7 +502,9 @@ class Poller:
         self._spend_refresh_credit(self._between)
         return self._between.refresh_calls - before
 
-    def _spend_refresh_credit(self, report: PassReport) -> None:
+    def _spend_refresh_credit(
+        self, report: PassReport, fresh_since: datetime | None = None
+    ) -> None:
         plan, pacer = self._plan, self._pacer
         if plan is None or plan.bound is None or pacer is None:
             return
@@ -517,6 +520,7 @@ class Poller:
                 cutoffs={s: c for s, c in cutoffs(plan, statuses, now).items() if s},
                 other_cutoff=now - (plan.interval_for(None) or plan.bound),
                 limit=IDS_PER_CALL,
+                checked_before=fresh_since,
             )
             chunk = most_overdue(due, plan, now, IDS_PER_CALL)
             if not chunk:
@@ -598,7 +602,9 @@ class Poller:
         report.refresh_plan = plan
         ages = self.ledger.staleness(self.store, created_after=horizon, now=now)
         bound_s = plan.bound.total_seconds() if plan.bound is not None else None
-        alert = plan.exceeds(self.policy.staleness_alert) and plan.open_orders > 0
+        # With healthy webhooks polling is only the safety net: its bound is no alarm.
+        alert = (plan.exceeds(self.policy.staleness_alert) and plan.open_orders > 0
+                 and not report.webhooks_healthy)
         summary = {
             "at": now.isoformat(),
             "open_orders": ages.open_orders,
