@@ -26,7 +26,7 @@ likely to change may take extra reads, which at most stretches that to 3 and 30 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -167,6 +167,7 @@ class OpenOrder:
     order_id: str
     order_status: str | None
     last_checked_at: datetime
+    created_at: datetime | None = None
 
 
 def overdue_by(order: OpenOrder, plan: RefreshPlan, now: datetime) -> timedelta | None:
@@ -206,19 +207,45 @@ Read = Literal["ids", "list"]
 
 
 def read_cost(kind: Read, orders: int) -> int:
-    """ShopWired calls to read ``orders`` by ``ids=`` (the due ones) or by listing their
-    created-date range (every order created in it, due or not; plus the closing call)."""
+    """ShopWired calls to read ``orders`` by ``ids=`` (the due ones) or by listing the
+    created-date range they span (every order created in it, due or not, 100 a page; the
+    range is cut where the ledger's orders fill a page, so no closing call is needed)."""
     if orders <= 0:
         return 0
-    if kind == "ids":
-        return math.ceil(orders / IDS_PER_CALL)
-    return orders // LIST_PER_CALL + 1  # a listing ends on a short (possibly empty) page
+    return math.ceil(orders / (IDS_PER_CALL if kind == "ids" else LIST_PER_CALL))
 
 
 def cheaper_read(due: int, listed: int) -> Read:
     """``ids=`` for ``due`` known orders, or re-listing the created-date range they span
     (``listed`` orders created in it, open or not) — whichever is fewer calls (ties: ids)."""
     return "list" if read_cost("list", listed) < read_cost("ids", due) else "ids"
+
+
+def relist_window(
+    window: Sequence[tuple[OpenOrder, bool]], plan: RefreshPlan, now: datetime
+) -> tuple[datetime, datetime] | None:
+    """Whether to re-list a page instead of an ``ids=`` call, and which created range.
+
+    ``window`` is what the ledger holds from the most overdue order on, by created date
+    (each with whether it is open), at most one page (:data:`LIST_PER_CALL`). Returns the
+    created range to list when more than an ``ids=`` call's worth of them are due — one
+    listing call then reads them all — else None. Orders without a created date end the
+    range (it cannot be listed past them)."""
+    dated: list[tuple[OpenOrder, bool]] = []
+    for o, is_open in window[:LIST_PER_CALL]:
+        if o.created_at is None:
+            break
+        dated.append((o, is_open))
+    due = 0
+    for o, is_open in dated:
+        late = overdue_by(o, plan, now) if is_open else None
+        if late is not None and late >= timedelta(0):
+            due += 1
+    if not dated or cheaper_read(due, len(dated)) != "list":
+        return None
+    first, last = dated[0][0].created_at, dated[-1][0].created_at
+    assert first is not None and last is not None
+    return first, last
 
 
 @dataclass

@@ -432,7 +432,7 @@ class Ledger:
         from sync.domain.refresh_plan import OpenOrder
 
         cols = (OrderRow.ref, OrderRow.source_order_id, OrderRow.order_status,
-                OrderRow.last_checked_at)
+                OrderRow.last_checked_at, OrderRow.created_at)
         base = self._open_orders(store, created_after)
         if checked_before is not None:
             base = and_(base, OrderRow.last_checked_at < checked_before)
@@ -450,8 +450,26 @@ class Ledger:
                     select(*cols).where(base, cond)
                     .order_by(OrderRow.last_checked_at, OrderRow.id).limit(limit)
                 )
-                out.extend(OpenOrder(r[0], r[1], r[2], r[3]) for r in rows)
+                out.extend(OpenOrder(r[0], r[1], r[2], r[3], r[4]) for r in rows)
         return out
+
+    def created_from(
+        self, store: str, *, start: datetime, limit: int
+    ) -> list[tuple[OpenOrder, bool]]:
+        """The ledger's orders created at or after ``start`` (deleted ones aside), oldest
+        first, each with whether polling follows it (not terminal): what re-listing that
+        created range would return."""
+        from sync.domain.refresh_plan import OpenOrder
+
+        with self.session() as s:
+            rows = s.execute(
+                select(OrderRow.ref, OrderRow.source_order_id, OrderRow.order_status,
+                       OrderRow.last_checked_at, OrderRow.created_at, OrderRow.terminal)
+                .where(OrderRow.store == store, OrderRow.deleted.is_(False),
+                       OrderRow.created_at >= start)
+                .order_by(OrderRow.created_at, OrderRow.id).limit(limit)
+            )
+            return [(OpenOrder(r[0], r[1], r[2], r[3], r[4]), not r[5]) for r in rows]
 
     def staleness(self, store: str, *, created_after: datetime, now: datetime) -> Staleness:
         """How long ago the open orders polling follows were last read: count, p50, p95 and

@@ -29,12 +29,15 @@ from sync import metrics
 from sync.clock import Clock
 from sync.domain.freshness import parse_targets
 from sync.domain.refresh_plan import (
+    LIST_PER_CALL,
+    OpenOrder,
     RefreshPacer,
     RefreshPlan,
     cutoffs,
     most_overdue,
     plan_refresh,
     polling_calls_per_second,
+    relist_window,
 )
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
 from sync.errors import FatalError, RetryableError, SkippableError
@@ -96,6 +99,7 @@ class PassReport:
     new: IngestResult = field(default_factory=IngestResult)
     refresh: IngestResult = field(default_factory=IngestResult)
     refresh_calls: int = 0
+    refresh_relists: int = 0  # of which created-date listings instead of ids=
     refresh_plan: RefreshPlan | None = None
     webhook: IngestResult = field(default_factory=IngestResult)
     webhook_calls: int = 0
@@ -474,6 +478,7 @@ class Poller:
         between, self._between = self._between, PassReport(started_at=self.clock.now())
         report.refresh.add(between.refresh)
         report.refresh_calls += between.refresh_calls
+        report.refresh_relists += between.refresh_relists
         report.deleted.extend(between.deleted)
         report.missing.extend(between.missing)
         share = (self.policy.refresh_share_with_webhooks if report.webhooks_healthy
@@ -531,8 +536,43 @@ class Poller:
                 pacer.spend(1, mono)
             elif other:
                 self._note_other_calls(other, mono)  # e.g. a webhook pass since the last look
-            self._read_open(report, [(o.ref, o.order_id) for o in chunk])
+            window = self._relist_window(chunk[0], plan, now)
+            if window is not None:
+                self._relist(report, *window)
+            else:
+                self._read_open(report, [(o.ref, o.order_id) for o in chunk])
             self._debit_source_calls(self.clock.monotonic())  # this call (and its retries)
+
+    def _relist_window(
+        self, oldest_due: OpenOrder, plan: RefreshPlan, now: datetime
+    ) -> tuple[datetime, datetime] | None:
+        """The created range to re-list instead of an ``ids=`` call, when the orders created
+        from the most overdue one on are mostly due (a young shop, a busy week): one listing
+        call reads up to 100 of them, ``ids=`` only 50. ShopWired only."""
+        if oldest_due.created_at is None or self._list_page() is None:
+            return None
+        window = self.ledger.created_from(self.store, start=oldest_due.created_at,
+                                          limit=LIST_PER_CALL)
+        return relist_window(window, plan, now)
+
+    def _list_page(self) -> Callable[..., list[Any]] | None:
+        from sync.sources.shopwired import ShopWiredClient
+
+        client = getattr(self.source, "client", None)
+        return client.list_orders if isinstance(client, ShopWiredClient) else None
+
+    def _relist(self, report: PassReport, start: datetime, end: datetime) -> None:
+        """One listing call: the (regular) orders created in ``[start, end]``, up to 100.
+        Orders it leaves out (archived, deleted) stay due and are read by id later."""
+        list_page = self._list_page()
+        assert list_page is not None
+        raws = list_page(created_from=start, created_to=end, offset=0, count=LIST_PER_CALL)
+        report.refresh_calls += 1
+        report.refresh_relists += 1
+        result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True,
+                                      not_before=self.scope_start(self.clock.now()))
+        report.refresh.add(result)
+        self.dispatcher.dispatch(self.store, result.to_push)
 
     def _source_call_count(self) -> int | None:
         """Every call the source's client has made (None if it does not count them)."""

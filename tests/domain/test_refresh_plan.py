@@ -19,6 +19,7 @@ from sync.domain.refresh_plan import (
     plan_refresh,
     polling_calls_per_second,
     read_cost,
+    relist_window,
 )
 
 TARGETS = parse_targets(None)
@@ -121,7 +122,7 @@ def test_the_most_overdue_orders_are_read_first() -> None:
 def test_ids_or_relist_whichever_is_fewer_calls() -> None:
     # the measurement: 10,000 orders, 95 % open → 190 ids= calls vs ~100 listing
     assert read_cost("ids", 9_500) == 190
-    assert read_cost("list", 10_000) == 101
+    assert read_cost("list", 10_000) == 100
     assert cheaper_read(due=9_500, listed=10_000) == "list"
     assert cheaper_read(due=300, listed=10_000) == "ids"  # sparse: ids= wins
     assert cheaper_read(due=50, listed=100) == "ids"  # a tie goes to ids=
@@ -209,3 +210,35 @@ def test_the_cheaper_read_is_never_more_calls(due: int, listed_extra: int) -> No
     chosen = read_cost(kind, due if kind == "ids" else listed)
     assert chosen <= read_cost("ids", due)
     assert chosen <= read_cost("list", listed)
+
+
+def _window(n: int, due_every: int, *, open_every: int = 1) -> list[tuple[OpenOrder, bool]]:
+    out = []
+    for i in range(n):
+        checked = NOW - (timedelta(days=1) if i % due_every == 0 else timedelta(seconds=1))
+        out.append((OpenOrder(str(i), str(i), "processing", checked,
+                              NOW - timedelta(days=3) + timedelta(minutes=i)),
+                    i % open_every == 0))
+    return out
+
+
+def test_a_young_shop_is_re_listed_a_page_at_a_time() -> None:
+    plan = _plan({"processing": 10_000})
+    window = _window(100, due_every=1)
+    got = relist_window(window, plan, NOW)
+    assert got == (window[0][0].created_at, window[-1][0].created_at)
+
+
+def test_sparse_due_orders_are_read_by_id() -> None:
+    plan = _plan({"processing": 10_000})
+    assert relist_window(_window(100, due_every=3), plan, NOW) is None  # 34 due: one ids=
+    assert relist_window(_window(100, due_every=1, open_every=2), plan, NOW) is None
+
+
+def test_an_order_without_a_created_date_ends_the_range() -> None:
+    plan = _plan({"processing": 10_000})
+    window = _window(100, due_every=1)
+    o, is_open = window[60]
+    window[60] = (OpenOrder(o.ref, o.order_id, o.order_status, o.last_checked_at, None), is_open)
+    assert relist_window(window, plan, NOW) == (window[0][0].created_at,
+                                                window[59][0].created_at)
