@@ -179,28 +179,21 @@ def overdue_by(order: OpenOrder, plan: RefreshPlan, now: datetime) -> timedelta 
 
 
 def most_overdue(
-    orders: Iterable[OpenOrder], plan: RefreshPlan, now: datetime, limit: int
+    orders: Iterable[OpenOrder], plan: RefreshPlan, now: datetime, limit: int,
+    *, ahead: bool = False,
 ) -> list[OpenOrder]:
-    """Up to ``limit`` orders due for a re-read, the most overdue first (ties: oldest read)."""
+    """Up to ``limit`` orders due for a re-read, the most overdue first (ties: oldest read).
+
+    With ``ahead``, orders not due yet follow the due ones, the nearest to due first: calls
+    the share has to spare read ahead, so the sweep never bunches up (after an install every
+    order was read at once and would otherwise all fall due at once, a bound later)."""
     due: list[tuple[timedelta, datetime, str, OpenOrder]] = []
     for o in orders:
         late = overdue_by(o, plan, now)
-        if late is not None and late >= timedelta(0):
+        if late is not None and (ahead or late >= timedelta(0)):
             due.append((late, o.last_checked_at, o.ref, o))
     due.sort(key=lambda d: (-d[0], d[1], d[2]))
     return [d[3] for d in due[: max(limit, 0)]]
-
-
-def cutoffs(plan: RefreshPlan, statuses: Iterable[str | None], now: datetime) -> dict[
-    str | None, datetime
-]:
-    """Per status, the latest ``last_checked_at`` at which an order of it is due ``now``."""
-    out: dict[str | None, datetime] = {}
-    for s in statuses:
-        interval = plan.interval_for(s)
-        if interval is not None:
-            out[s] = now - interval
-    return out
 
 
 Read = Literal["ids", "list"]
@@ -222,26 +215,24 @@ def cheaper_read(due: int, listed: int) -> Read:
 
 
 def relist_window(
-    window: Sequence[tuple[OpenOrder, bool]], plan: RefreshPlan, now: datetime
+    window: Sequence[tuple[OpenOrder, bool]], now: datetime, floor: timedelta = timedelta(0)
 ) -> tuple[datetime, datetime] | None:
     """Whether to re-list a page instead of an ``ids=`` call, and which created range.
 
-    ``window`` is what the ledger holds from the most overdue order on, by created date
-    (each with whether it is open), at most one page (:data:`LIST_PER_CALL`). Returns the
-    created range to list when more than an ``ids=`` call's worth of them are due — one
-    listing call then reads them all — else None. Orders without a created date end the
-    range (it cannot be listed past them)."""
+    ``window`` is what the ledger holds from the most urgent order on, by created date (each
+    with whether it is open), at most one page (:data:`LIST_PER_CALL`). Every open order is
+    re-read once a round: by ``ids=`` that costs a call per 50 open orders, by listing a call
+    per 100 orders created (open or not). Returns the created range to list when that is
+    fewer calls for this range — most of its orders open (a young shop, a busy week) — else
+    None. Orders read less than ``floor`` ago do not count; an order without a created date
+    ends the range (it cannot be listed past)."""
     dated: list[tuple[OpenOrder, bool]] = []
     for o, is_open in window[:LIST_PER_CALL]:
         if o.created_at is None:
             break
         dated.append((o, is_open))
-    due = 0
-    for o, is_open in dated:
-        late = overdue_by(o, plan, now) if is_open else None
-        if late is not None and late >= timedelta(0):
-            due += 1
-    if not dated or cheaper_read(due, len(dated)) != "list":
+    wanted = sum(1 for o, is_open in dated if is_open and now - o.last_checked_at >= floor)
+    if not dated or cheaper_read(wanted, len(dated)) != "list":
         return None
     first, last = dated[0][0].created_at, dated[-1][0].created_at
     assert first is not None and last is not None

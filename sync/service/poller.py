@@ -33,7 +33,6 @@ from sync.domain.refresh_plan import (
     OpenOrder,
     RefreshPacer,
     RefreshPlan,
-    cutoffs,
     most_overdue,
     plan_refresh,
     polling_calls_per_second,
@@ -518,16 +517,19 @@ class Poller:
             if self.stop_requested():
                 return
             now = self.clock.now()
+            # Every open order read at least the floor ago is a candidate (calls to spare
+            # read ahead); per status the least recently read, merged most overdue first.
+            eligible = now - self.policy.refresh_min_interval
             statuses = [s for s in plan.intervals if s != "unknown"]
             due = self.ledger.open_orders_due(
                 self.store,
                 created_after=horizon,
-                cutoffs={s: c for s, c in cutoffs(plan, statuses, now).items() if s},
-                other_cutoff=now - (plan.interval_for(None) or plan.bound),
+                cutoffs=dict.fromkeys((s for s in statuses if s), eligible),
+                other_cutoff=eligible,
                 limit=IDS_PER_CALL,
                 checked_before=fresh_since,
             )
-            chunk = most_overdue(due, plan, now, IDS_PER_CALL)
+            chunk = most_overdue(due, plan, now, IDS_PER_CALL, ahead=True)
             if not chunk:
                 return
             mono = self.clock.monotonic()
@@ -545,7 +547,7 @@ class Poller:
 
     def _relist_window(
         self, oldest_due: OpenOrder, plan: RefreshPlan, now: datetime
-    ) -> tuple[datetime, datetime] | None:
+    ) -> tuple[datetime, datetime, set[str]] | None:
         """The created range to re-list instead of an ``ids=`` call, when the orders created
         from the most overdue one on are mostly due (a young shop, a busy week): one listing
         call reads up to 100 of them, ``ids=`` only 50. ShopWired only."""
@@ -553,7 +555,8 @@ class Poller:
             return None
         window = self.ledger.created_from(self.store, start=oldest_due.created_at,
                                           limit=LIST_PER_CALL)
-        return relist_window(window, plan, now)
+        span = relist_window(window, now, self.policy.refresh_min_interval)
+        return None if span is None else (*span, {o.order_id for o, _ in window})
 
     def _list_page(self) -> Callable[..., list[Any]] | None:
         from sync.sources.shopwired import ShopWiredClient
@@ -561,16 +564,20 @@ class Poller:
         client = getattr(self.source, "client", None)
         return client.list_orders if isinstance(client, ShopWiredClient) else None
 
-    def _relist(self, report: PassReport, start: datetime, end: datetime) -> None:
-        """One listing call: the (regular) orders created in ``[start, end]``, up to 100.
-        Orders it leaves out (archived, deleted) stay due and are read by id later."""
+    def _relist(self, report: PassReport, start: datetime, end: datetime,
+                known: set[str]) -> None:
+        """One listing call: the (regular) orders created in ``[start, end]``, up to 100;
+        only the ``known`` ones (the ledger's) are recorded — finding orders the ledger
+        lacks is the scan's and the audit's job. Orders it leaves out (archived, deleted)
+        stay due and are read by id later."""
         list_page = self._list_page()
         assert list_page is not None
-        raws = list_page(created_from=start, created_to=end, offset=0, count=LIST_PER_CALL)
+        page = list_page(created_from=start, created_to=end, offset=0, count=LIST_PER_CALL)
         report.refresh_calls += 1
         report.refresh_relists += 1
-        result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True,
-                                      not_before=self.scope_start(self.clock.now()))
+        raws = [raw for raw in page if self.source.raw_id(raw) in known]
+        # Ledger orders only (known ones are always followed): no scope to apply.
+        result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
         report.refresh.add(result)
         self.dispatcher.dispatch(self.store, result.to_push)
 

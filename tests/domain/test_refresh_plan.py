@@ -223,22 +223,28 @@ def _window(n: int, due_every: int, *, open_every: int = 1) -> list[tuple[OpenOr
 
 
 def test_a_young_shop_is_re_listed_a_page_at_a_time() -> None:
-    plan = _plan({"processing": 10_000})
     window = _window(100, due_every=1)
-    got = relist_window(window, plan, NOW)
+    got = relist_window(window, NOW)
     assert got == (window[0][0].created_at, window[-1][0].created_at)
 
 
-def test_sparse_due_orders_are_read_by_id() -> None:
-    plan = _plan({"processing": 10_000})
-    assert relist_window(_window(100, due_every=3), plan, NOW) is None  # 34 due: one ids=
-    assert relist_window(_window(100, due_every=1, open_every=2), plan, NOW) is None
+def test_where_open_orders_are_sparse_they_are_read_by_id() -> None:
+    assert relist_window(_window(100, due_every=1, open_every=2), NOW) is None  # 50: a tie
+    assert relist_window(_window(100, due_every=1, open_every=3), NOW) is None
+    # orders read less than the floor ago do not count
+    assert relist_window(_window(100, due_every=3), NOW, timedelta(minutes=1)) is None
 
 
 def test_an_order_without_a_created_date_ends_the_range() -> None:
-    plan = _plan({"processing": 10_000})
     window = _window(100, due_every=1)
     o, is_open = window[60]
     window[60] = (OpenOrder(o.ref, o.order_id, o.order_status, o.last_checked_at, None), is_open)
-    assert relist_window(window, plan, NOW) == (window[0][0].created_at,
-                                                window[59][0].created_at)
+    assert relist_window(window, NOW) == (window[0][0].created_at, window[59][0].created_at)
+
+
+def test_calls_to_spare_read_ahead_nearest_to_due_first() -> None:
+    plan = _plan({"processing": 1_000, "completed": 1_000})
+    soon = OpenOrder("a", "1", "completed", NOW - plan.bound + timedelta(seconds=5))
+    later = OpenOrder("b", "2", "completed", NOW - timedelta(seconds=1))
+    assert most_overdue([later, soon], plan, NOW, 50) == []
+    assert most_overdue([later, soon], plan, NOW, 50, ahead=True) == [soon, later]
