@@ -538,7 +538,7 @@ class Poller:
                 pacer.spend(1, mono)
             elif other:
                 self._note_other_calls(other, mono)  # e.g. a webhook pass since the last look
-            window = self._relist_window(chunk[0], plan, now)
+            window = self._relist_window(chunk[0], now)
             if window is not None:
                 self._relist(report, *window)
             else:
@@ -546,10 +546,10 @@ class Poller:
             self._debit_source_calls(self.clock.monotonic())  # this call (and its retries)
 
     def _relist_window(
-        self, oldest_due: OpenOrder, plan: RefreshPlan, now: datetime
+        self, oldest_due: OpenOrder, now: datetime
     ) -> tuple[datetime, datetime, set[str]] | None:
         """The created range to re-list instead of an ``ids=`` call, when the orders created
-        from the most overdue one on are mostly due (a young shop, a busy week): one listing
+        from the most urgent one on are mostly open (a young shop, a busy week): one listing
         call reads up to 100 of them, ``ids=`` only 50. ShopWired only."""
         if oldest_due.created_at is None or self._list_page() is None:
             return None
