@@ -288,6 +288,14 @@ class Settings(BaseSettings):
         ge=1,
         le=1_000_000_000,
     )
+    # -- issue #17: WiredPlus BulkOrderUpdate -----------------------------------------------
+    wiredplus_bulk: bool = _env(
+        "ORDERSYNC_WIREDPLUS_BULK",
+        True,
+        "Send orders needing UpdateOrder in one WiredPlus BulkOrderUpdate (up to "
+        "max_update_rows, 50, per request and per budget unit); falls back to UpdateOrder "
+        "by itself when the account refuses it. false = UpdateOrder only.",
+    )
     max_attempts: int = _env(
         "ORDERSYNC_MAX_ATTEMPTS",
         8,

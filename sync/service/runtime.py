@@ -126,6 +126,7 @@ def _wiredplus(
         clock=clock,
         transport=transport,
         limiter=limiter,
+        bulk=settings.wiredplus_bulk,
     )
 
 
