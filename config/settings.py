@@ -296,6 +296,14 @@ class Settings(BaseSettings):
         "max_update_rows, 50, per request and per budget unit); falls back to UpdateOrder "
         "by itself when the account refuses it. false = UpdateOrder only.",
     )
+    push_concurrency: int = _env(
+        "ORDERSYNC_PUSH_CONCURRENCY",
+        4,
+        "Embedded mode: batches of orders pushed to WiredPlus at once, so its latency overlaps "
+        "(each order is still pushed by one at a time, its events after it).",
+        ge=1,
+        le=32,
+    )
     max_attempts: int = _env(
         "ORDERSYNC_MAX_ATTEMPTS",
         8,
