@@ -298,7 +298,7 @@ class Settings(BaseSettings):
     )
     push_concurrency: int = _env(
         "ORDERSYNC_PUSH_CONCURRENCY",
-        4,
+        12,
         "Embedded mode: batches of orders pushed to WiredPlus at once, so its latency overlaps "
         "(each order is still pushed by one at a time, its events after it).",
         ge=1,

@@ -43,6 +43,9 @@ class InlineDispatcher:
         stay pending in the ledger, where the next pass (or run) finds them."""
         unique = list(dict.fromkeys(refs))
         size = max(self.batch, 1)
+        if self.concurrency > 1 and not getattr(self.pusher.sink, "bulk_enabled", False):
+            # One call per order: smaller batches keep ``concurrency`` requests in flight.
+            size = min(size, max(1, -(-len(unique) // self.concurrency)))
         batches = [unique[i : i + size] for i in range(0, len(unique), size)]
         if self.concurrency <= 1 or len(batches) <= 1:
             for chunk in batches:
