@@ -3,7 +3,12 @@
 Exactly-once effect: the UpdateOrder body always carries the same ``api_reference_id`` (and the
 WiredPlus ``id`` once known) and each event its deterministic ``event_reference``, so a retry
 after a lost response upserts instead of duplicating. Orders are pushed in batches
-(:meth:`Pusher.push_many`, one Celery message of up to 20 refs):
+(:meth:`Pusher.push_many`, one Celery message of up to 20 refs — 50 with BulkOrderUpdate):
+
+* issue #17: the orders of a batch needing UpdateOrder go out as BulkOrderUpdate requests when
+  the sink offers it; each record's result stands in for that order's single call (delivered →
+  its events follow; rejected → its dead letter; a throttle or open circuit → every order
+  waits without spending an attempt); a refused or failed bulk request sends them one by one;
 
 * one statement claims the whole batch (:meth:`Ledger.claim_many`): every lease is taken — and
   every payload about to be pushed marked *in doubt* — before any WiredPlus call;
