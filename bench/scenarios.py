@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import psutil  # type: ignore[import-untyped]
 
@@ -53,6 +53,10 @@ PAGE = 100  # ShopWired page size ordersync asks for
 BACKFILL_CHUNK = timedelta(days=31)  # Poller.backfill's default chunk
 SW_SERVER_BUCKET = 40
 SW_RATE = 2.0
+
+#: These scenarios measure the single-call design (calls per order, CPU per order): the
+#: BulkOrderUpdate path (issue 17) is measured by bench.realistic.
+SINGLE_CALLS: Final = {"ORDERSYNC_WIREDPLUS_BULK": "false"}
 
 
 @dataclass
@@ -249,7 +253,7 @@ def sandbox_capacity(ctx: Context, seconds: float, clients: int = 2) -> dict[str
     out: dict[str, Any] = {"clients": clients, "seconds": seconds}
     with SandboxProcess(orders=5000, log_dir=scratch) as sb:
         assert sb.info is not None
-        env = ordersync_env(sb.info, "sqlite://")
+        env = ordersync_env(sb.info, "sqlite://", extra=SINGLE_CALLS)
         for kind in ("list", "update"):
             cpu0 = _proc_cpu(sb.info.pid)
             procs = [
@@ -285,7 +289,7 @@ def naive_baseline(ctx: Context, orders: int) -> dict[str, Any]:
     scratch = ctx.scratch("naive")
     with SandboxProcess(orders=orders, log_dir=scratch) as sb:
         assert sb.info is not None
-        env = ordersync_env(sb.info, "sqlite://")
+        env = ordersync_env(sb.info, "sqlite://", extra=SINGLE_CALLS)
         _, since = since_date()
         runs = []
         for _ in range(2):
@@ -355,7 +359,7 @@ def backfill(
                               "mode": "broker" if workers else "embedded"}
     with SandboxProcess(orders=orders, log_dir=scratch) as sb, database(db, scratch) as url:
         assert sb.info is not None
-        env = ordersync_env(sb.info, url, redis_url=broker)
+        env = ordersync_env(sb.info, url, redis_url=broker, extra=SINGLE_CALLS)
         if broker:
             flush_redis(broker)
         start_ordersync("migrate", ["migrate"], env, scratch).wait(120)
@@ -579,7 +583,8 @@ def rate_limited(ctx: Context, seconds: float) -> dict[str, Any]:
     with SandboxProcess(orders=orders, rate_limit=True, log_dir=scratch) as sb, \
             pg_schema() as url:
         assert sb.info is not None
-        env = ordersync_env(sb.info, url, redis_url=broker, rate_limited=True)
+        env = ordersync_env(sb.info, url, redis_url=broker, rate_limited=True,
+                            extra=SINGLE_CALLS)
         flush_redis(broker)
         start_ordersync("migrate", ["migrate"], env, scratch).wait(120)
         sampler = Sampler().start()
@@ -647,7 +652,7 @@ def steady_state(
     with SandboxProcess(orders=orders, rate_limit=True, log_dir=scratch) as sb, \
             pg_schema() as url:
         assert sb.info is not None
-        embedded = ordersync_env(sb.info, url, rate_limited=True)
+        embedded = ordersync_env(sb.info, url, rate_limited=True, extra=SINGLE_CALLS)
         first = start_ordersync("presync", ["poll", "--once"], embedded, scratch)
         if first.wait(600) != 0:
             raise RuntimeError(f"pre-sync failed: {first.tail()}")

@@ -337,6 +337,22 @@ class Settings(BaseSettings):
         ge=1,
         le=1_000_000_000,
     )
+    # -- issue #17: WiredPlus BulkOrderUpdate -----------------------------------------------
+    wiredplus_bulk: bool = _env(
+        "ORDERSYNC_WIREDPLUS_BULK",
+        True,
+        "Send orders needing UpdateOrder in one WiredPlus BulkOrderUpdate (up to "
+        "max_update_rows, 50, per request and per budget unit); falls back to UpdateOrder "
+        "by itself when the account refuses it. false = UpdateOrder only.",
+    )
+    push_concurrency: int = _env(
+        "ORDERSYNC_PUSH_CONCURRENCY",
+        12,
+        "Embedded mode: batches of orders pushed to WiredPlus at once, so its latency overlaps "
+        "(each order is still pushed by one at a time, its events after it).",
+        ge=1,
+        le=32,
+    )
     max_attempts: int = _env(
         "ORDERSYNC_MAX_ATTEMPTS",
         8,

@@ -172,7 +172,10 @@ def _dispatcher_for(settings: Settings, runtime_clock: Any = None) -> Any:
     def send_many(store: str, refs: list[str]) -> None:
         celery.send_task("ordersync.push_orders", args=[store, refs])
 
-    return QueueDispatcher(send=send, send_many=send_many, clock=runtime_clock or SystemClock())
+    from sync.service.runtime import push_batch_size
+
+    return QueueDispatcher(send=send, send_many=send_many, clock=runtime_clock or SystemClock(),
+                           batch=push_batch_size(settings))
 
 
 class _Stopper:

@@ -42,8 +42,8 @@ def test_a_pass_counts_calls_pushes_and_events_and_logs_no_secret_or_pii(
     sb = Sandbox(seed=12, clock=clock)
     now = clock.now()
     sb.shopwired.generate_orders(30, created_between=(now - timedelta(hours=20), now))
-    before_wp = _value("ordersync_api_calls_total", api="wiredplus", endpoint="UpdateOrder",
-                       status="200")
+    before_wp = _value("ordersync_api_calls_total", api="wiredplus",
+                       endpoint="BulkOrderUpdate", status="200")
     before_sync = _value("ordersync_orders_pushed_total", store="shopwired", outcome="synced")
     rt = build_runtime(make_settings(f"sqlite:///{tmp_path / 'l.db'}"), clock=clock,
                        shopwired_transport=sb.shopwired_transport(),
@@ -53,8 +53,9 @@ def test_a_pass_counts_calls_pushes_and_events_and_logs_no_secret_or_pii(
     finally:
         rt.close()
         configure("auto", "warning")
-    assert _value("ordersync_api_calls_total", api="wiredplus", endpoint="UpdateOrder",
-                  status="200") - before_wp == 30
+    # issue 17: the 30 new orders go out as one BulkOrderUpdate request
+    assert _value("ordersync_api_calls_total", api="wiredplus", endpoint="BulkOrderUpdate",
+                  status="200") - before_wp == 1
     assert _value("ordersync_orders_pushed_total", store="shopwired",
                   outcome="synced") - before_sync == 30
     assert _value("ordersync_passes_total", store="shopwired", result="ok") >= 1

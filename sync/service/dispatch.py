@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from sync.clock import Clock
-from sync.service.push import Pusher
+from sync.service.push import Pusher, PushResult
 
 
 class Dispatcher(Protocol):
@@ -31,21 +32,44 @@ class InlineDispatcher:
     should_stop: Callable[[], bool] = lambda: False  # SIGTERM: leave the rest pending
 
     batch: int = 20  # orders per ``Pusher.push_many`` (one claim, one closing transaction)
+    # Issue #17: batches pushed at once (ORDERSYNC_PUSH_CONCURRENCY), so WiredPlus's latency
+    # overlaps. Batches hold disjoint orders and each order's lease keeps it from being pushed
+    # twice at once; within a batch an order's events still follow its UpdateOrder.
+    concurrency: int = 1
 
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
-        """Push each order now, ``batch`` at a time. When ``should_stop`` turns true the rest
+        """Push each order now, ``batch`` at a time, up to ``concurrency`` batches at once;
+        returns when all are done. When ``should_stop`` turns true the batches not started
         stay pending in the ledger, where the next pass (or run) finds them."""
         unique = list(dict.fromkeys(refs))
         size = max(self.batch, 1)
-        for i in range(0, len(unique), size):
-            if self.should_stop():
-                return
-            for result in self.pusher.push_many(store, unique[i : i + size]):
-                self.outcomes[result.outcome] += 1
-                self.events_sent += result.events_sent
-                self.order_calls += 1 if result.order_call else 0
-                if self.on_result:
-                    self.on_result(result.outcome)
+        if self.concurrency > 1 and not getattr(self.pusher.sink, "bulk_enabled", False):
+            # One call per order: smaller batches keep ``concurrency`` requests in flight.
+            size = min(size, max(1, -(-len(unique) // self.concurrency)))
+        batches = [unique[i : i + size] for i in range(0, len(unique), size)]
+        if self.concurrency <= 1 or len(batches) <= 1:
+            for chunk in batches:
+                if self.should_stop():
+                    return
+                self._count(self.pusher.push_many(store, chunk))
+            return
+
+        def run(chunk: list[str]) -> list[PushResult]:
+            return [] if self.should_stop() else self.pusher.push_many(store, chunk)
+
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(batches)),
+                                thread_name_prefix="ordersync-push") as pool:
+            futures = [pool.submit(run, chunk) for chunk in batches]
+            for future in futures:  # a fatal error propagates once all have finished
+                self._count(future.result())
+
+    def _count(self, results: list[PushResult]) -> None:
+        for result in results:
+            self.outcomes[result.outcome] += 1
+            self.events_sent += result.events_sent
+            self.order_calls += 1 if result.order_call else 0
+            if self.on_result:
+                self.on_result(result.outcome)
 
 
 @dataclass

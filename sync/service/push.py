@@ -3,7 +3,12 @@
 Exactly-once effect: the UpdateOrder body always carries the same ``api_reference_id`` (and the
 WiredPlus ``id`` once known) and each event its deterministic ``event_reference``, so a retry
 after a lost response upserts instead of duplicating. Orders are pushed in batches
-(:meth:`Pusher.push_many`, one Celery message of up to 20 refs):
+(:meth:`Pusher.push_many`, one Celery message of up to 20 refs — 50 with BulkOrderUpdate):
+
+* issue #17: the orders of a batch needing UpdateOrder go out as BulkOrderUpdate requests when
+  the sink offers it; each record's result stands in for that order's single call (delivered →
+  its events follow; rejected → its dead letter; a throttle or open circuit → every order
+  waits without spending an attempt); a refused or failed bulk request sends them one by one;
 
 * one statement claims the whole batch (:meth:`Ledger.claim_many`): every lease is taken — and
   every payload about to be pushed marked *in doubt* — before any WiredPlus call;
@@ -50,6 +55,10 @@ from sync.domain.lifecycle import (
 from sync.errors import FatalError, RetryableError, SkippableError, Throttled, Unavailable
 from sync.ledger.models import EventRow
 from sync.ledger.store import ClaimedOrder, Ledger, PushDone
+from sync.sinks.wiredplus import BulkDelivered, BulkRefused, BulkRejected
+
+_BulkAnswer = str | RetryableError | SkippableError | FatalError
+"""An order's UpdateOrder outcome from BulkOrderUpdate: its WiredPlus id or the error."""
 
 
 class Sink(Protocol):
@@ -139,13 +148,14 @@ class Pusher:
         unrecorded: list[_Unrecorded] = []
         fatal: FatalError | None = None
         rest: list[str] = []
+        bulk = self._bulk_update(claimed)
         for i, row in enumerate(claimed):
             if fatal is not None or (i and self.clock.monotonic() > deadline):
                 rest.append(row.ref)
                 continue
             try:
                 self._push_one(store, row, owner, row.ref in with_events, results[row.ref],
-                               unrecorded)
+                               unrecorded, bulk.get(row.ref))
             except FatalError as exc:
                 fatal = exc
         if rest:
@@ -156,15 +166,57 @@ class Pusher:
         return [results[ref] for ref in unique]
 
     # -- steps --------------------------------------------------------------------------
+    def _bulk_update(self, claimed: Sequence[ClaimedOrder]) -> dict[str, _BulkAnswer]:
+        """Issue #17: the UpdateOrder of every claimed order that needs one, sent as
+        BulkOrderUpdate requests (at most ``max_update_rows`` each) when the sink offers bulk
+        and at least two orders need it. Returns each order's answer — its WiredPlus id or
+        the error a single UpdateOrder would have raised (a throttle, an open circuit or a
+        fatal answer to the whole request is every record's) — which :meth:`_deliver` uses in
+        place of the call. Orders without an answer (bulk refused or off, or the request
+        failed for good) are sent one by one."""
+        bulk_update = getattr(self.sink, "bulk_update_orders", None)
+        if bulk_update is None or not getattr(self.sink, "bulk_enabled", False):
+            return {}
+        due = [row for row in claimed if _needs_update(row)]
+        if len(due) < 2:
+            return {}
+        size = max(int(getattr(self.sink, "max_update_rows", 50)), 1)
+        answers: dict[str, _BulkAnswer] = {}
+        for i in range(0, len(due), size):
+            chunk = due[i : i + size]
+            try:
+                results = bulk_update([_update_body(row) for row in chunk])
+            except BulkRefused:
+                return answers
+            except (Throttled, Unavailable, FatalError) as exc:
+                # Throttled / circuit open: every order waits, no attempt spent; fatal: stop.
+                for row in chunk:
+                    answers[row.ref] = exc
+                continue
+            except RetryableError:
+                # The request failed after its in-place retries: its orders go one by one,
+                # so a failure costs attempts exactly as single calls do (at most the few
+                # before the account's circuit opens) and a record WiredPlus chokes on
+                # cannot hold the others back.
+                continue
+            for row, res in zip(chunk, results, strict=True):
+                if isinstance(res, BulkDelivered):
+                    answers[row.ref] = res.wiredplus_id
+                elif isinstance(res, BulkRejected):
+                    answers[row.ref] = SkippableError(res.reason, endpoint="BulkOrderUpdate")
+                else:
+                    answers[row.ref] = RetryableError(res.reason, endpoint="BulkOrderUpdate")
+        return answers
+
     def _push_one(
         self, store: str, row: ClaimedOrder, owner: str, has_events: bool, result: PushResult,
-        unrecorded: list[_Unrecorded],
+        unrecorded: list[_Unrecorded], answer: _BulkAnswer | None = None,
     ) -> None:
         start = self.clock.monotonic()
         result.outcome = "synced"
         attempt = row.attempts + 1
         try:
-            pushed = self._deliver(store, row, owner, has_events, result)
+            pushed = self._deliver(store, row, owner, has_events, result, answer)
         except RetryableError as exc:
             self._fail_retry(store, row, owner, exc, result)
         except SkippableError as exc:
@@ -187,18 +239,21 @@ class Pusher:
         self._log(store, row, result, attempt, self.clock.monotonic() - start)
 
     def _deliver(
-        self, store: str, row: ClaimedOrder, owner: str, has_events: bool, result: PushResult
+        self, store: str, row: ClaimedOrder, owner: str, has_events: bool, result: PushResult,
+        answer: _BulkAnswer | None = None,
     ) -> dict[str, Any]:
         """The calls for one order; returns what is left to record (the UpdateOrder's result
-        when it was not recorded before events, else ``{}``)."""
+        when it was not recorded before events, else ``{}``). ``answer`` is its UpdateOrder's
+        outcome already obtained through BulkOrderUpdate (an id, or the error to raise)."""
         wiredplus_id = row.wiredplus_id
         result.wiredplus_id = wiredplus_id
         pushed: dict[str, Any] = {}
-        if row.pushed_hash != row.content_hash or wiredplus_id is None:
-            body = json.loads(row.payload or "{}")
-            if wiredplus_id:
-                body["id"] = wiredplus_id
-            wiredplus_id = self.sink.update_order(body)
+        if _needs_update(row):
+            if isinstance(answer, Exception):
+                raise answer
+            wiredplus_id = answer if answer is not None else self.sink.update_order(
+                _update_body(row)
+            )
             result.wiredplus_id = wiredplus_id
             if row.wiredplus_id is None and self.after_create is not None:
                 self.after_create(store, row.source_order_id, wiredplus_id)
@@ -347,6 +402,19 @@ class Pusher:
             self.log.info("order.push", **fields)
         else:
             self.log.warning("order.push", **fields)
+
+
+def _needs_update(row: ClaimedOrder) -> bool:
+    """Whether ``row`` needs an UpdateOrder (changed since pushed, or never pushed)."""
+    return row.pushed_hash != row.content_hash or row.wiredplus_id is None
+
+
+def _update_body(row: ClaimedOrder) -> dict[str, Any]:
+    """The UpdateOrder body of ``row`` (with its WiredPlus id once known: an upsert)."""
+    body: dict[str, Any] = json.loads(row.payload or "{}")
+    if row.wiredplus_id:
+        body["id"] = row.wiredplus_id
+    return body
 
 
 def next_due_delay(ledger: Ledger, store: str, now: datetime) -> float | None:

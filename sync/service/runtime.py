@@ -105,6 +105,12 @@ class Runtime:
         self.ledger.dispose()
 
 
+def push_batch_size(settings: Settings) -> int:
+    """Orders per push batch: 50 (BulkOrderUpdate's ``max_update_rows``) with bulk on, else
+    20 (one claim statement and one closing transaction either way)."""
+    return 50 if settings.wiredplus_bulk else 20
+
+
 def _open_ledger(settings: Settings, create_schema: bool) -> Ledger:
     ledger = Ledger(settings.database_url)
     with_schema = ledger.create_schema if create_schema else ledger.check_schema
@@ -127,6 +133,7 @@ def _wiredplus(
         clock=clock,
         transport=transport,
         limiter=limiter,
+        bulk=settings.wiredplus_bulk,
     )
 
 
@@ -245,7 +252,9 @@ def build_runtime(
         first_sight_window=settings.first_sight_event_window,
         log=log,
     )
-    dispatcher = dispatcher or InlineDispatcher(pusher)
+    dispatcher = dispatcher or InlineDispatcher(
+        pusher, batch=push_batch_size(settings), concurrency=settings.push_concurrency
+    )
     inbox = WebhookInbox(ledger, clock)
     # Elastic Path's scan is on updated_at, so it sees every change; refreshing by id would
     # cost one call per order there.

@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -41,7 +42,7 @@ from sync.domain.mapping import is_custom_field_rejection, without_custom_fields
 from sync.domain.retry import RequestRetry
 from sync.errors import RetryableError, SkippableError
 from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client
-from sync.outcomes import Outcome, classify
+from sync.outcomes import Outcome, body_reason_text, classify
 from sync.ratelimit import AccountAwareLimiter, HourlyBudget, Limiter
 
 #: Calls per hour assumed until GetAccountInfo reports the real budget.
@@ -58,6 +59,39 @@ BACKOFF_CAP: Final = 4.0
 EP_UPDATE_ORDER: Final = "UpdateOrder"
 EP_CREATE_EVENT: Final = "CreateOrderEvent"
 EP_ACCOUNT_INFO: Final = "GetAccountInfo"
+EP_BULK_UPDATE: Final = "BulkOrderUpdate"
+
+#: Records per BulkOrderUpdate until GetAccountInfo reports ``max_update_rows``.
+DEFAULT_MAX_UPDATE_ROWS: Final = 50
+
+
+@dataclass(frozen=True, slots=True)
+class BulkDelivered:
+    """One BulkOrderUpdate record stored by WiredPlus: its WiredPlus order id."""
+
+    wiredplus_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class BulkRejected:
+    """One record WiredPlus refused (this order's dead letter); ``reason`` is redacted."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class BulkUnanswered:
+    """A record whose result could not be read: retry it (UpdateOrder is an upsert)."""
+
+    reason: str
+
+
+BulkRecordResult = BulkDelivered | BulkRejected | BulkUnanswered
+
+
+class BulkRefused(Exception):
+    """WiredPlus (or the account) refuses BulkOrderUpdate: send these orders one by one with
+    UpdateOrder. Nothing was stored."""
 
 
 def _to_utc_datetime(value: Any) -> datetime | None:
@@ -194,7 +228,12 @@ class WiredPlusClient(PooledApiClient):
         max_limiter_wait: float = 30.0,
         max_retries: int = MAX_RETRIES,
         rng: random.Random | None = None,
+        bulk: bool = True,
     ) -> None:
+        #: Whether :meth:`bulk_update_orders` may be tried (ORDERSYNC_WIREDPLUS_BULK); turned
+        #: off for good once the account refuses it.
+        self.bulk_enabled = bulk
+        self.max_update_rows = DEFAULT_MAX_UPDATE_ROWS
         self._init_pipeline(
             ApiProfile(
                 "wiredplus", "WiredPlus",
@@ -271,6 +310,91 @@ class WiredPlusClient(PooledApiClient):
                               reason=err.message, fields=sorted(payload["custom_fields"]))
             return self._post(endpoint, bare)
 
+    # -- issue #17: BulkOrderUpdate ------------------------------------------------------------
+    def bulk_update_orders(
+        self, payloads: Sequence[Mapping[str, Any]]
+    ) -> list[BulkRecordResult]:
+        """POST ``BulkOrderUpdate`` (``{"orders": [...]}``, at most :attr:`max_update_rows`
+        records); one result per payload, in order (WiredPlus answers by position).
+
+        Same pipeline as :meth:`update_order`: one budget unit per request, transient failures
+        retried in place (every record is an upsert by ``api_reference_id``, so resending is
+        harmless), what remains raises RetryableError / Throttled / Unavailable for the whole
+        request, 401 raises FatalError. A 403/404 (the feature is not enabled for the account
+        or the API has no such method) turns bulk off for this client and raises
+        :class:`BulkRefused`: the caller sends UpdateOrder instead (a real credentials
+        problem then surfaces there as fatal). A whole-request rejection (400) raises
+        BulkRefused without turning bulk off. A record rejected for its custom fields is sent
+        once more without them, as :meth:`update_order` does.
+        """
+        if not self.bulk_enabled:
+            raise BulkRefused("BulkOrderUpdate is turned off")
+        if not payloads or len(payloads) > self.max_update_rows:
+            raise ValueError(f"a BulkOrderUpdate takes 1..{self.max_update_rows} orders")
+        content = json.dumps({"orders": list(payloads)}, separators=(",", ":"),
+                             allow_nan=False).encode("utf-8")
+
+        def classify_bulk(ex: Exchange) -> Outcome:
+            return classify("wiredplus", ex.status, ex.exc, ex.text, ex.retry_after,
+                            expect="object", now=self._clock.now())
+
+        ex, outcome = self._request(
+            EP_BULK_UPDATE, "POST", EP_BULK_UPDATE, classify=classify_bulk, content=content,
+            headers={"Content-Type": "application/json"},
+        )
+        if ex.status in (403, 404) and outcome.kind in ("fatal", "not_found", "skip"):
+            self.bulk_enabled = False
+            reason = self._redact(body_reason_text(ex.text, 200))
+            self._log.warning("wiredplus.bulk_refused", status=ex.status, reason=reason)
+            raise BulkRefused(f"WiredPlus refused BulkOrderUpdate ({ex.status}): {reason}")
+        if outcome.kind == "skip":
+            raise BulkRefused(self._redact(outcome.reason))
+        if outcome.kind != "ok":
+            self._raise(outcome, EP_BULK_UPDATE, ex.exc)
+        body = json.loads(ex.text)
+        entries = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(entries, list) or len(entries) != len(payloads):
+            raise RetryableError(
+                "WiredPlus answered BulkOrderUpdate without one result per order; the orders "
+                "will be sent again", endpoint=EP_BULK_UPDATE,
+            )
+        results = [self._bulk_result(entry) for entry in entries]
+        return self._resend_without_custom_fields(payloads, results)
+
+    def _bulk_result(self, entry: Any) -> BulkRecordResult:
+        if not isinstance(entry, Mapping):
+            return BulkUnanswered("WiredPlus sent an unreadable BulkOrderUpdate result")
+        error = entry.get("error")
+        status = _to_int(entry.get("status"))
+        if error not in (None, "", False) or (status is not None and status >= 400):
+            text = error if isinstance(error, str) else json.dumps(error)
+            return BulkRejected(
+                self._redact(f"WiredPlus rejected the data: {body_reason_text(text)}")
+            )
+        wp_id = _wp_id(entry.get("id"))
+        if wp_id is None:
+            return BulkUnanswered("WiredPlus stored the order but sent no id")
+        return BulkDelivered(wp_id)
+
+    def _resend_without_custom_fields(
+        self, payloads: Sequence[Mapping[str, Any]], results: list[BulkRecordResult]
+    ) -> list[BulkRecordResult]:
+        again: list[int] = []
+        bare_payloads: list[Mapping[str, Any]] = []
+        for i, (payload, result) in enumerate(zip(payloads, results, strict=True)):
+            if isinstance(result, BulkRejected) and is_custom_field_rejection(result.reason):
+                bare = without_custom_fields(payload)
+                if bare is not None:
+                    self._log.warning("wiredplus.custom_fields_rejected",
+                                      endpoint=EP_BULK_UPDATE, reason=result.reason,
+                                      fields=sorted(payload["custom_fields"]))
+                    again.append(i)
+                    bare_payloads.append(bare)
+        if again:
+            for i, result in zip(again, self.bulk_update_orders(bare_payloads), strict=True):
+                results[i] = result
+        return results
+
     def account_info(self) -> AccountInfo:
         """GET ``GetAccountInfo``; also hands the budget to the limiter when it can take it.
 
@@ -288,4 +412,6 @@ class WiredPlusClient(PooledApiClient):
             self._limiter.update_from_account_info(
                 info.ratelimit_limit, info.ratelimit_remaining, info.ratelimit_reset
             )
+        if info.max_update_rows is not None and info.max_update_rows >= 1:
+            self.max_update_rows = info.max_update_rows
         return info

@@ -92,6 +92,9 @@ def embedded(tmp_path: Path) -> Iterator[tuple[Sandbox, Runtime]]:
             ORDERSYNC_WIREDPLUS_HOURLY_LIMIT="10000000",
             ORDERSYNC_SHOPWIRED_RATE="1000",
             ORDERSYNC_SHOPWIRED_BUCKET="40",
+            # The single-call design's exact call counts; BulkOrderUpdate (issue 17):
+            # tests/service/test_push_bulk.py and bench.realistic.
+            ORDERSYNC_WIREDPLUS_BULK="false",
         )
         rt = build_runtime(settings, clock=sb.clock)
         try:

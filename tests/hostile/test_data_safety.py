@@ -52,6 +52,8 @@ def _echo_wiredplus(inner: Any) -> httpx.MockTransport:
     """WiredPlus rejecting every order with a body that echoes what it was sent."""
 
     def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/BulkOrderUpdate"):  # no bulk: every order single
+            return httpx.Response(404, json={"status": 404, "error": "method: unknown"})
         if request.url.path.endswith("/UpdateOrder"):
             sent = json.loads(request.content)
             if sent.get("customer_email", "").startswith(("a", "b", "c", "d", "e", "f")):
