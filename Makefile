@@ -49,7 +49,7 @@ lock: $(BIN)/python
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache demo-data *.egg-info
 
-## Benchmark the real pipeline against the sandbox (needs PostgreSQL + Redis); appends to BENCHMARKS.md.
+## Benchmark the real pipeline against the sandbox (needs PostgreSQL + Redis); updates its section of BENCHMARKS.md.
 .PHONY: bench
 bench: $(STAMP)
 	$(BIN)/python -m bench.run

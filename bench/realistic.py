@@ -63,6 +63,7 @@ from bench.harness import (
     set_redis_base,
     start_ordersync,
 )
+from bench.mdsection import HISTORY, update_section
 from bench.scenarios import _ours, _proc_cpu, database, start_workers, stop_all
 
 SECTION = "## Realistic scenario"
@@ -550,30 +551,14 @@ size not run)."""
 def update_markdown(path: Path, results: dict[str, Any]) -> None:
     """Replace the "Realistic scenario" section of ``path`` (created after the file's intro
     when missing) with this run, keeping the history rows of earlier runs (newest first)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# ordersync benchmarks\n"
-    old_rows: list[str] = []
-    start = text.find(SECTION)
-    if start >= 0:
-        end = text.find("\n## ", start + len(SECTION))
-        end = len(text) if end < 0 else end + 1
-        old = text[start:end]
-        hist = old.find("### History")
-        if hist >= 0:
-            old_rows = [ln for ln in old[hist:].splitlines()
-                        if ln.startswith("| 2") and ln.count("|") > 5]
-        before, after = text[:start], text[end:]
-    else:
-        first = text.find("\n## ")
-        cut = len(text) if first < 0 else first + 1
-        before, after = text[:cut], text[cut:]
-        if not before.endswith("\n\n"):
-            before = before.rstrip("\n") + "\n\n"
-    rows = [history_row(results), *old_rows][:HISTORY_ROWS]
-    section = "\n".join([
-        f"{SECTION} (issue 17)", "", INTRO, "", markdown_latest(results), "",
-        "### History", "", HISTORY_HEAD, *rows, "", "",
-    ])
-    path.write_text(before + section + after, encoding="utf-8")
+    def build(old_rows: list[str]) -> str:
+        rows = [history_row(results), *old_rows][:HISTORY_ROWS]
+        return "\n".join([
+            f"{SECTION} (issue 17)", "", INTRO, "", markdown_latest(results), "",
+            HISTORY, "", HISTORY_HEAD, *rows, "", "",
+        ])
+
+    update_section(path, SECTION, build)
 
 
 # ---------------------------------------------------------------------------- main

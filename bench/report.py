@@ -1,4 +1,5 @@
-"""Targets (PASS/MISS) and the Markdown report appended to ``BENCHMARKS.md``."""
+"""Targets (PASS/MISS) and the Markdown report in ``BENCHMARKS.md``: each run replaces the
+"Throughput (issue 5): latest run" section and adds a row to its history table."""
 
 from __future__ import annotations
 
@@ -6,13 +7,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.mdsection import HISTORY, update_section
+
 HEADER = """# ordersync benchmarks
 
-Measured by `python -m bench.run` (`make bench`; `--quick` for the short version). Each run
-appends a dated section below: the real pipeline — `ordersync backfill`/`poll`/`run` and
-`ordersync worker --concurrency 1` processes, PostgreSQL ledger, Redis broker — against the
-sandbox served over loopback by a separate process. See `bench/__init__.py` for the method.
+Measured by `python -m bench.run` (`make bench`; `--quick` for the short version): the real
+pipeline — `ordersync backfill`/`poll`/`run` and `ordersync worker --concurrency 1` processes,
+PostgreSQL ledger, Redis broker — against the sandbox served over loopback by a separate
+process. See `bench/__init__.py` for the method. Each benchmark keeps one section: the latest
+run and a short history table (each run replaces its section, it does not append one).
 """
+
+SECTION = "## Throughput (issue 5): latest run"
+INTRO = """`python -m bench.run` (`make bench`) replaces this section on every run; the history
+table at its end keeps one row per run (newest first, at most {rows})."""
+HISTORY_ROWS = 10
+HISTORY_HEAD = (
+    "| run | commit | mode | duration | orders/s end to end, largest broker backfill "
+    "| ShopWired calls /1,000 orders (largest backfill) | RSS growth, MB per 1,000 orders "
+    "after warm-up (worst process, largest backfill) | targets |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
 
 RSS_LIMIT_MB = 200.0
 FLAT_MB_PER_100K = 20.0  # "flat": a 100,000-order backfill adds at most this much RSS
@@ -166,8 +181,8 @@ def _growth(d: dict[str, float], role: str) -> str:
 def markdown(results: dict[str, Any], targets: list[Target]) -> str:
     meta = results["meta"]
     out: list[str] = []
-    out.append(f"## {meta['started']} — {meta['mode']} run ({meta['duration_s']:.0f} s)\n")
     out.append(
+        f"Latest run: **{meta['started']}**, {meta['mode']} run ({meta['duration_s']:.0f} s). "
         f"Machine: {meta['cpus']} CPUs ({meta['cpu_model']}), {meta['ram_gb']:.0f} GB RAM, "
         f"Python {meta['python']}, PostgreSQL {meta.get('postgres', '?')}, "
         f"commit `{meta['commit']}`.\n"
@@ -361,11 +376,41 @@ def markdown(results: dict[str, Any], targets: list[Target]) -> str:
     return "\n".join(out) + "\n"
 
 
-def append(path: Path, section: str) -> None:
-    if not path.exists() or not path.read_text(encoding="utf-8").strip():
-        path.write_text(HEADER + "\n", encoding="utf-8")
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(section)
+def history_row(results: dict[str, Any], targets: list[Target]) -> str:
+    """One row of the history table: the run's headline figures."""
+    meta = results["meta"]
+    broker = _broker_runs(results)
+    speed = calls = growth = "—"
+    if broker:
+        largest = max(broker, key=lambda r: r["orders"])
+        speed = f"{largest['orders_per_s']:.1f} ({largest['label']})"
+        calls = f"{largest['shopwired_calls_per_1000']:.2f}"
+    runs = results.get("throughput", [])
+    size = max((r["orders"] for r in runs), default=0)
+    slopes = [(k, role) for r in runs if r["orders"] == size
+              for role, k in r.get("rss_mb_per_1000_orders", {}).items()]
+    if slopes:
+        k, role = max(slopes)
+        growth = f"{k:+.2f} ({role})"
+    passed = sum(t.passed is True for t in targets)
+    missed = sum(t.passed is False for t in targets)
+    return (f"| {meta['started']} | `{meta['commit']}` | {meta['mode']} "
+            f"| {meta['duration_s']:.0f} s | {speed} | {calls} | {growth} "
+            f"| {passed} PASS · {missed} MISS |")
+
+
+def update_markdown(path: Path, results: dict[str, Any], targets: list[Target]) -> None:
+    """Replace the throughput section of ``path`` with this run (appended at the end of the
+    file when missing) and put its row on top of the history table (at most
+    ``HISTORY_ROWS`` rows)."""
+    def build(old_rows: list[str]) -> str:
+        rows = [history_row(results, targets), *old_rows][:HISTORY_ROWS]
+        return "\n".join([
+            SECTION, "", INTRO.format(rows=HISTORY_ROWS), "",
+            markdown(results, targets).rstrip("\n"), "", HISTORY, "", HISTORY_HEAD, *rows, "", "",
+        ])
+
+    update_section(path, SECTION, build, new_file=HEADER, at_top=False)
 
 
 def targets_json(targets: list[Target]) -> list[dict[str, Any]]:

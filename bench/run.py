@@ -1,5 +1,6 @@
 """``python -m bench.run [--quick] [--json out.json]``: run the benchmark, print PASS/MISS per
-target, append a dated section to ``BENCHMARKS.md``.
+target, replace the "Throughput (issue 5): latest run" section of ``BENCHMARKS.md`` (latest run
+plus a history table of earlier runs' headline figures).
 
 Full mode keeps within 10 minutes on a 2-core machine by planning as it goes: the fixed-cost
 scenarios run first, then the main broker backfill (4 workers, 10,000 orders); the 2- and
@@ -315,8 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="the < 2 minute version")
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md",
-                   help="append the report here (default: BENCHMARKS.md)")
-    p.add_argument("--no-markdown", action="store_true", help="do not append to BENCHMARKS.md")
+                   help="update the report's section here (default: BENCHMARKS.md)")
+    p.add_argument("--no-markdown", action="store_true", help="do not update BENCHMARKS.md")
     p.add_argument("--redis-db", type=int, default=DEFAULT_REDIS_DB,
                    help=f"Redis database the benchmark may flush (default {DEFAULT_REDIS_DB})")
     p.add_argument("--redis-url", help="Redis server to use, e.g. redis://127.0.0.1:6379 "
@@ -326,7 +327,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "shared machines where other sessions restart the shared one)")
     p.add_argument("--keep-logs", action="store_true", help="keep the daemons' logs")
     p.add_argument("--only", choices=["staleness"],
-                   help="run only this scenario (its section is appended all the same)")
+                   help="run only this scenario (printed; BENCHMARKS.md is not updated: its "
+                        "staleness section is kept by hand)")
     args = p.parse_args(argv)
     # SIGTERM → SystemExit, so every daemon is stopped and every schema dropped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -365,9 +367,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
         print(f"results: {args.json}")
-    if not args.no_markdown:
-        report.append(args.markdown, section)
-        print(f"appended to {args.markdown}")
+    if args.only:
+        print(f"--only {args.only}: {args.markdown} not updated")
+    elif not args.no_markdown:
+        report.update_markdown(args.markdown, results, targets)
+        print(f"updated the throughput section of {args.markdown}")
     failed = [n for n in results.get("notes", []) if "FAILED" in n]
     return 1 if failed else 0
 
