@@ -47,7 +47,6 @@ def make_settings(db_url: str, **extra: Any) -> Settings:
         "WIREDPLUS_API_USER": "sandbox",
         "WIREDPLUS_API_KEY": "sandbox-key",
         "DATABASE_URL": db_url,
-        "ORDERSYNC_RETRY_BASE": "5s",
     }
     values.update(extra)
     return Settings(**values)
