@@ -314,6 +314,18 @@ class Fleet:
 # ------------------------------------------------------------------ shared by both chaos runs
 
 
+def pass_covers(pass_started_at: float, t_stop: float) -> bool:
+    """Whether a pass that started at ``pass_started_at`` (UNIX seconds) has read every change
+    the shop made up to ``t_stop``: its window ends the product's default settle delay
+    (``ORDERSYNC_SETTLE_DELAY``, 30 s) before it started, so a pass that started sooner sees
+    none of the last changes. (A drain check without the settle delay passes on a pass that
+    never saw the shop's final orders.)"""
+    from config.settings import Settings
+
+    settle = Settings.model_fields["settle_delay"].default.total_seconds()
+    return pass_started_at >= t_stop + settle + 2
+
+
 def wait_for(check: Any, timeout: float, step: float = 0.5) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -66,6 +66,7 @@ from .chaos_oracle import (  # type: ignore[import-not-found]
 from .chaos_services import (  # type: ignore[import-not-found]
     Fleet,
     Supervisor,
+    pass_covers,
     pg_restart,
     redis_cli,
     redis_db_flushed,
@@ -123,7 +124,7 @@ def _drained(ledger: Ledger, t_stop: float) -> bool:
     """A full pass started after the shop stopped changing, every open order was re-read after
     that, and nothing is pending."""
     last_ok = ledger.get_cursor(STORE, LAST_PASS_OK)
-    if last_ok is None or datetime.fromisoformat(last_ok).timestamp() < t_stop + 2:
+    if last_ok is None or not pass_covers(datetime.fromisoformat(last_ok).timestamp(), t_stop):
         return False
     stop_dt = datetime.fromtimestamp(t_stop, UTC)
     with ledger.session() as s:

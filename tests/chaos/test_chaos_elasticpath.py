@@ -58,6 +58,7 @@ from .chaos_oracle_elasticpath import (  # type: ignore[import-not-found]
 from .chaos_services import (  # type: ignore[import-not-found]
     Fleet,
     Supervisor,
+    pass_covers,
     redis_cli,
     redis_db_flushed,
     redis_phase,
@@ -121,7 +122,7 @@ def _drained(ledger: Ledger, t_stop: float) -> bool:
     """A full pass started after the shop stopped changing (its updated_at window covers every
     change), and nothing is pending."""
     last_ok = ledger.get_cursor(STORE, LAST_PASS_OK)
-    if last_ok is None or datetime.fromisoformat(last_ok).timestamp() < t_stop + 2:
+    if last_ok is None or not pass_covers(datetime.fromisoformat(last_ok).timestamp(), t_stop):
         return False
     with ledger.session() as s:
         pending = s.scalar(select(func.count()).select_from(OrderRow).where(
