@@ -24,7 +24,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check sync workers config tests bench
 	$(BIN)/mypy sync config
-	$(BIN)/pytest -q
+	BIN=$(BIN) bash .ci/suite.sh
 
 ## The docker-compose deployment on a real Docker engine: build, up, kill -9, down/up, JSON
 ## logs (about 10 minutes). Skips, saying why, without an engine; on a machine without Docker
