@@ -244,9 +244,10 @@ class RefreshPacer:
     """Spends a rate of calls evenly (pure: time is passed in, in monotonic seconds).
 
     Credit accrues at ``rate`` calls per second up to ``burst`` calls (so an idle spell never
-    turns into a burst). Every call polling makes is spent from it, the new-order scan's and
-    webhook refreshes' first — they may take it below zero — and re-reads only use what is
-    left. :meth:`pause` says how long to wait before the next re-read keeps the pace.
+    turns into a burst). The poller runs it at the re-read rate (the share minus what the
+    new-order scan and webhook refreshes took on average) and spends each re-read's calls,
+    retries included, from it. :meth:`pause` says how long to wait before the next re-read
+    keeps the pace.
     """
 
     rate: float
@@ -265,6 +266,13 @@ class RefreshPacer:
     def spend(self, calls: float, now: float) -> None:
         self.accrue(now)
         self.credit -= calls
+
+    def absorb(self, calls: float, now: float) -> None:
+        """Calls made outside the re-reads (a scan page, a webhook refresh) use up credit
+        saved for a burst, never more: right after them no burst follows, but a long scan
+        does not stop re-reads until it is paid back (the rate already leaves it room)."""
+        self.accrue(now)
+        self.credit = max(min(self.credit, 0.0), self.credit - calls)
 
     def available(self, now: float) -> int:
         """Whole calls that may be made now."""

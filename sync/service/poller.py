@@ -353,13 +353,13 @@ class Poller:
         what changed. Costs one ShopWired call per 50 announced orders."""
         report = PassReport(started_at=self.clock.now())
         self._webhook_refreshes(report)
-        if report.webhook_calls and self._pacer is not None:  # paid from the polling share
+        if report.webhook_calls:  # comes first; re-reads get what the share has left
             mono = self.clock.monotonic()
-            other = self._debit_source_calls(mono)
-            if other is None:
-                other = report.webhook_calls
-                self._pacer.spend(other, mono)
+            other = self._count_other_calls()
+            other = report.webhook_calls if other is None else other
             self._note_other_calls(other, mono)
+            if self._pacer is not None:
+                self._pacer.absorb(other, mono)
         if report.webhook_calls:
             self.log.info("pass.webhooks", store=self.store, calls=report.webhook_calls,
                           refreshed=report.webhook.seen, changed=report.webhook.changed,
@@ -517,9 +517,12 @@ class Poller:
 
     def _refresh_open(self, report: PassReport) -> None:
         """Plan the re-reads of open orders (:mod:`sync.domain.refresh_plan`) and make the
-        ones the polling share allows now. The calls this pass's scan and webhook refreshes
-        made are paid from the share first; at most :data:`REFRESH_BURST` re-reads run back
-        to back — the daemon spreads the rest between passes (:meth:`refresh_tick`). What was
+        ones the polling share allows now. The new-order scan and webhook refreshes come
+        first: re-reads are paced at the share *minus* what those took on average over the
+        last :data:`RESERVED_WINDOW` seconds, so a long scan (a backfill, a burst of new
+        orders, retries through a 429 storm) slows re-reads evenly instead of stopping them
+        until its calls are paid back. At most :data:`REFRESH_BURST` re-reads run back to
+        back — the daemon spreads the rest between passes (:meth:`refresh_tick`). What was
         re-read since the last pass is counted in this pass's report."""
         between, self._between = self._between, PassReport(started_at=self.clock.now())
         report.refresh.add(between.refresh)
@@ -529,15 +532,15 @@ class Poller:
         report.missing.extend(between.missing)
         share = (self.policy.refresh_share_with_webhooks if report.webhooks_healthy
                  else self.policy.refresh_share)
-        rate = polling_calls_per_second(self.policy.source_rate, share)
+        share_rate = polling_calls_per_second(self.policy.source_rate, share)
         mono = self.clock.monotonic()
-        pacer = self._refresh_pacer(rate, mono)
-        other = self._debit_source_calls(mono)
+        other = self._count_other_calls()
         if other is None:  # a source that does not count its calls: what this pass knows
             other = report.new_pages + report.webhook_calls
-            pacer.spend(other, mono)
         self._note_other_calls(other, mono)
-        self._plan = self._plan_refresh(report, rate, mono)
+        rate = max(0.0, share_rate - self._reserved_rate(mono))
+        self._refresh_pacer(rate, mono).absorb(other, mono)
+        self._plan = self._plan_refresh(report, rate, share_rate)
         # Orders read earlier in this pass (the new-order scan) are fresh already.
         self._spend_refresh_credit(report, fresh_since=report.started_at)
 
@@ -560,7 +563,7 @@ class Poller:
         if plan is None or plan.bound is None or pacer is None:
             return
         horizon = self.clock.now() - self.policy.refresh_horizon
-        for _ in range(pacer.available(self.clock.monotonic())):
+        while pacer.available(self.clock.monotonic()) >= 1:
             if self.stop_requested():
                 return
             now = self.clock.now()
@@ -579,18 +582,19 @@ class Poller:
             chunk = most_overdue(due, plan, now, IDS_PER_CALL, ahead=True)
             if not chunk:
                 return
-            mono = self.clock.monotonic()
-            other = self._debit_source_calls(mono)
-            if other is None:
-                pacer.spend(1, mono)
-            elif other:
-                self._note_other_calls(other, mono)  # e.g. a webhook pass since the last look
+            other = self._count_other_calls()
+            if other:  # e.g. a webhook pass since the last look
+                self._note_other_calls(other, self.clock.monotonic())
+                pacer.absorb(other, self.clock.monotonic())
             window = self._relist_window(chunk[0], now)
             if window is not None:
                 self._relist(report, *window)
             else:
                 self._read_open(report, [(o.ref, o.order_id) for o in chunk])
-            self._debit_source_calls(self.clock.monotonic())  # this call (and its retries)
+            # This re-read and its retries are paid from the pacer (one call when the
+            # source does not count its calls).
+            made = self._count_other_calls()
+            pacer.spend(1 if made is None else max(made, 1), self.clock.monotonic())
 
     def _relist_window(
         self, oldest_due: OpenOrder, now: datetime
@@ -633,17 +637,14 @@ class Poller:
         calls = getattr(getattr(self.source, "client", None), "calls", None)
         return sum(calls.values()) if isinstance(calls, Mapping) else None
 
-    def _debit_source_calls(self, mono: float) -> int | None:
-        """Spend from the polling share every source call made since the last look —
-        scans, webhook refreshes, the status list, audits, retries — and return how many
-        (None when the source does not count its calls)."""
+    def _count_other_calls(self) -> int | None:
+        """Source calls made since the last look — scans, webhook refreshes, the status
+        list, audits, retries (None when the source does not count its calls)."""
         total = self._source_call_count()
         if total is None:
             return None
         delta, self._calls_seen = total - self._calls_seen, total
-        if self._pacer is not None and delta > 0:
-            self._pacer.spend(delta, mono)
-        return delta
+        return max(delta, 0)
 
     def _read_open(self, report: PassReport, chunk: Sequence[tuple[str, str]]) -> None:
         """One ``ids=`` call for ``chunk`` (ref, shop order id): record, push what changed."""
@@ -681,15 +682,15 @@ class Poller:
         """Calls per second the new-order scan and webhook refreshes took lately."""
         return sum(n for _, n in self._other_calls) / RESERVED_WINDOW
 
-    def _plan_refresh(self, report: PassReport, rate: float, mono: float) -> RefreshPlan:
+    def _plan_refresh(self, report: PassReport, rate: float, share_rate: float) -> RefreshPlan:
         """The plan for the open orders the ledger holds now; kept in the ledger (cursor
         ``refresh_plan``) with the staleness percentiles, for ``status`` and the metrics.
         Warns (at most hourly) when the bound is longer than the staleness alert."""
-        now = self.clock.now()
+        now, mono = self.clock.now(), self.clock.monotonic()
         horizon = now - self.policy.refresh_horizon
         plan = plan_refresh(
             self.ledger.open_orders_by_status(self.store, created_after=horizon),
-            calls_per_second=max(0.0, rate - self._reserved_rate(mono)),
+            calls_per_second=rate,
             targets=self.policy.freshness_targets,
             floor=self.policy.refresh_min_interval,
         )
@@ -708,7 +709,7 @@ class Poller:
             "bound_s": round(bound_s, 1) if bound_s is not None else None,
             "refresh_calls_per_s": round(plan.calls_per_second, 4),
             "refresh_calls_per_hour": round(plan.calls_per_hour, 1),
-            "share": rate / self.policy.source_rate if self.policy.source_rate else 0.0,
+            "share": share_rate / self.policy.source_rate if self.policy.source_rate else 0.0,
             "webhooks_healthy": report.webhooks_healthy,
             "alert_s": self.policy.staleness_alert.total_seconds(),
             "exceeds_alert": alert,
