@@ -598,16 +598,17 @@ class Poller:
 
     def _relist_window(
         self, oldest_due: OpenOrder, now: datetime
-    ) -> tuple[datetime, datetime, set[str]] | None:
+    ) -> tuple[datetime, datetime, list[tuple[OpenOrder, bool]]] | None:
         """The created range to re-list instead of an ``ids=`` call, when the orders created
         from the most urgent one on are mostly open (a young shop, a busy week): one listing
-        call reads up to 100 of them, ``ids=`` only 50. ShopWired only."""
+        call reads up to 100 of them, ``ids=`` only 50. ShopWired only. Returns the range
+        and the ledger's orders in it (each with whether it is open)."""
         if oldest_due.created_at is None or self._list_page() is None:
             return None
         window = self.ledger.created_from(self.store, start=oldest_due.created_at,
                                           limit=LIST_PER_CALL)
         span = relist_window(window, now, self.policy.refresh_min_interval)
-        return None if span is None else (*span, {o.order_id for o, _ in window})
+        return None if span is None else (*span, window)
 
     def _list_page(self) -> Callable[..., list[Any]] | None:
         from sync.sources.shopwired import ShopWiredClient
@@ -616,21 +617,29 @@ class Poller:
         return client.list_orders if isinstance(client, ShopWiredClient) else None
 
     def _relist(self, report: PassReport, start: datetime, end: datetime,
-                known: set[str]) -> None:
+                window: Sequence[tuple[OpenOrder, bool]]) -> None:
         """One listing call: the (regular) orders created in ``[start, end]``, up to 100;
-        only the ``known`` ones (the ledger's) are recorded — finding orders the ledger
-        lacks is the scan's and the audit's job. Orders it leaves out (archived, deleted)
-        stay due and are read by id later."""
+        only the ledger's (``window``) are recorded — finding orders the ledger lacks is the
+        scan's and the audit's job. The window's open orders the listing left out (archived
+        since, deleted, or past the page's end) are read by ``ids=`` right away: left due,
+        the most overdue of them would pick the same range again and again, and every other
+        open order would wait behind it."""
         list_page = self._list_page()
         assert list_page is not None
         page = list_page(created_from=start, created_to=end, offset=0, count=LIST_PER_CALL)
         report.refresh_calls += 1
         report.refresh_relists += 1
+        known = {o.order_id for o, _ in window}
         raws = [raw for raw in page if self.source.raw_id(raw) in known]
         # Ledger orders only (known ones are always followed): no scope to apply.
         result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
         report.refresh.add(result)
         self.dispatcher.dispatch(self.store, result.to_push)
+        unlisted = [(o.ref, o.order_id) for o, is_open in window
+                    if is_open and o.order_id not in result.seen_ids
+                    and o.created_at is not None and start <= o.created_at <= end]
+        for i in range(0, len(unlisted), IDS_PER_CALL):
+            self._read_open(report, unlisted[i:i + IDS_PER_CALL])
 
     def _source_call_count(self) -> int | None:
         """Every call the source's client has made (None if it does not count them)."""

@@ -294,3 +294,38 @@ def test_a_young_shop_is_re_read_by_listing_pages_half_the_calls_of_ids(db_url: 
         assert sb.shopwired.throttled == 0
     finally:
         rt.close()
+
+
+def test_an_order_archived_in_the_shop_does_not_hold_every_other_re_read_back(
+    tmp_path: Any,
+) -> None:
+    """Regression (chaos run, 2026-12-03): an open order archived in ShopWired after the
+    install is left out of every created-date listing. Left due, it stayed the most overdue
+    order, so each re-read re-listed the same 100 neighbours and the other open orders were
+    never read again: 523 of 1,540 were stale four minutes after the shop went quiet. Now the
+    window's open orders a listing leaves out are read by id at once, and every open order is
+    re-read within the plan's bound."""
+    clock = FakeClock()
+    sb = _shop(1500, clock)
+    rt = _build(f"sqlite:///{tmp_path / 'l.db'}", clock, sb)
+    try:
+        schedule = Schedule(rt.settings.poll_interval, clock.monotonic())
+        step(rt.poller, clock.monotonic(), schedule)  # the install reads every order
+        oldest = min(oid for oid, o in sb.shopwired.orders.items() if not o.get("archived"))
+        sb.shopwired.archive(oldest, True)
+        paid = _by_status(sb, "Paid")[-5:]  # among the oldest: listed right after it
+        shipped = sb.shopwired.status_by_name("Shipped")
+        assert shipped
+        changed_at = clock.monotonic()
+        for oid in paid:
+            sb.shopwired.set_status(oid, shipped["id"])
+        while clock.monotonic() - changed_at < 300:
+            step(rt.poller, clock.monotonic(), schedule)
+            clock.advance(TICK)
+        plan = json.loads(rt.ledger.get_cursor(rt.settings.store, REFRESH_PLAN) or "{}")
+        assert plan["bound_s"] < 300
+        assert plan["staleness_max_s"] <= plan["bound_s"], plan
+        for oid in paid:
+            assert f"{oid}:status:dispatched" in sb.wiredplus.events_by_ref
+    finally:
+        rt.close()
