@@ -132,6 +132,21 @@ def evaluate(results: dict[str, Any]) -> list[Target]:
             f"max {top[0]:.0f} MB ({top[1]}, {top[2]}){slope_txt}",
             top[0] <= RSS_LIMIT_MB and flat is not False,
         ))
+    st = results.get("staleness")
+    if st:
+        rows = [(row["open_orders"], row["no webhooks"]) for row in st["sizes"]
+                if row.get("no webhooks")]
+        within = all(r["max_staleness_s"] <= r["bound_s"] * 1.05 + 1.0 for _, r in rows)
+        throttled = sum(r.get("throttled", 0) for row in st["sizes"]
+                        for r in (row.get("no webhooks"), row.get("healthy webhooks")) if r)
+        targets.append(Target(
+            "open orders re-read within the computed bound (no webhooks, defaults)",
+            "max staleness ≤ bound, 0 × 429",
+            "; ".join(f"{n:,} open: max {r['max_staleness_s']:.0f} s ≤ bound "
+                      f"{r['bound_s']:.0f} s, {r['calls_per_hour']:,.0f} calls/h"
+                      for n, r in rows) + f"; {throttled} × 429",
+            within and throttled == 0 and bool(rows),
+        ))
     rl = results.get("rate_limited")
     if rl:
         targets.append(Target(
@@ -323,14 +338,18 @@ def markdown(results: dict[str, Any], targets: list[Target]) -> str:
         out.append("|---|---|---|---|---|---|---|")
         p = st["peak_rss_mb"]
         out.append(
-            f"| {st['shopwired_calls_per_pass']:.1f} (refresh design "
-            f"{st['refresh_calls_per_pass_design']} + 2) | {st['cpu_ms_per_pass']:.0f} "
+            f"| {st['shopwired_calls_per_pass']:.1f} (polling share design "
+            f"{st['polling_calls_per_pass_design']:.1f}) | {st['cpu_ms_per_pass']:.0f} "
             f"| {st['shopwired_calls_per_hour']:,.0f} | {st['wiredplus_calls_per_hour']:,.0f} "
             f"| {st['cpu_s_per_hour_poller']:.0f} / {st['cpu_s_per_hour_workers']:.0f} "
             f"| {_mb(p, 'poller')} / {_mb(p, 'worker')} / {_mb(p, 'worker/child')} "
             f"| {st['shopwired_429']} |"
         )
         out.append("")
+    if results.get("staleness"):
+        from bench.staleness import markdown as staleness_markdown
+
+        out.extend(staleness_markdown(results["staleness"]))
     cap = results.get("capacity")
     if cap:
         out.append("### Sandbox capacity (measured alone)\n")

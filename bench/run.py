@@ -6,7 +6,8 @@ Full mode keeps within 10 minutes on a 2-core machine by planning as it goes: th
 scenarios run first, then the main broker backfill (4 workers, 10,000 orders); the 2- and
 1-worker backfills and the 100,000-order backfill get sizes that fit the time left, computed
 from the throughput just *measured*. Whatever was scaled down is said so in the output, with
-the measured rate that forced it.
+the measured rate that forced it. The staleness scenario (``bench/staleness.py``, simulated
+time) runs last, outside that budget; ``--only staleness`` runs it alone.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from bench import report, scenarios
+from bench import report, scenarios, staleness
 from bench.harness import (
     DEFAULT_REDIS_DB,
     PG_URL,
@@ -168,9 +169,31 @@ def run(plan: Plan, *, quick: bool, redis_db: int, work: Path,
     if main:
         throughput.append(main)
         _scaled_runs(ctx, results, plan, main)
+    _staleness_step(ctx, results, quick)
     results.pop("_t0")
     _foreign_load_notes(ctx, results)
     _code_change_notes(ctx, results)
+    results["notes"] = ctx.notes
+    results["meta"]["duration_s"] = time.monotonic() - t0
+    return results
+
+
+def _staleness_step(ctx: scenarios.Context, results: dict[str, Any], quick: bool) -> None:
+    """Staleness of open orders under polling (simulated time, in-process; outside the
+    throughput budget above: it takes about 1–5 minutes of CPU, whatever the clock says)."""
+    sizes = staleness.SIZES_QUICK if quick else staleness.SIZES_FULL
+    results["staleness"] = _step(ctx, results, "staleness of open orders",
+                                 lambda: staleness.staleness(ctx, sizes))
+
+
+def run_staleness_only(*, quick: bool, work: Path,
+                       log: Callable[[str], None] = print) -> dict[str, Any]:
+    """``--only staleness``: just that scenario (no PostgreSQL or Redis needed)."""
+    t0 = time.monotonic()
+    ctx = scenarios.Context(quick=quick, work=work, redis_db=0, deadline=t0 + 3600, log=log)
+    results: dict[str, Any] = {"_t0": t0, "meta": _meta("staleness-only")}
+    _staleness_step(ctx, results, quick)
+    results.pop("_t0")
     results["notes"] = ctx.notes
     results["meta"]["duration_s"] = time.monotonic() - t0
     return results
@@ -303,6 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="start a redis-server of the benchmark's own on a free port (for "
                         "shared machines where other sessions restart the shared one)")
     p.add_argument("--keep-logs", action="store_true", help="keep the daemons' logs")
+    p.add_argument("--only", choices=["staleness"],
+                   help="run only this scenario (printed; BENCHMARKS.md is not updated: its "
+                        "staleness section is kept by hand)")
     args = p.parse_args(argv)
     # SIGTERM → SystemExit, so every daemon is stopped and every schema dropped on the way out.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
@@ -315,7 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="ordersync-bench-"))
     os.environ.setdefault("PYTHONPATH", str(ROOT))
     try:
-        results = run(plan, quick=args.quick, redis_db=args.redis_db, work=work)
+        if args.only == "staleness":
+            results = run_staleness_only(quick=args.quick, work=work)
+        else:
+            results = run(plan, quick=args.quick, redis_db=args.redis_db, work=work)
         if private is not None:
             results["notes"].append(
                 "Redis: a private redis-server (same binary and settings as the shared one, no "
@@ -338,7 +367,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=str), encoding="utf-8")
         print(f"results: {args.json}")
-    if not args.no_markdown:
+    if args.only:
+        print(f"--only {args.only}: {args.markdown} not updated")
+    elif not args.no_markdown:
         report.update_markdown(args.markdown, results, targets)
         print(f"updated the throughput section of {args.markdown}")
     failed = [n for n in results.get("notes", []) if "FAILED" in n]

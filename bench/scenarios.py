@@ -713,7 +713,9 @@ def steady_state(
         "cpu_ms_per_pass": 1000 * cpu_poller / max(passes, 1),
         "shopwired_calls_per_pass": sw / max(passes, 1),
         "peak_rss_mb": rss,
-        "refresh_calls_per_pass_design": math.ceil(min(n_open, 20 * 50) / 50),
+        # 30 % of 2 calls/s per pass (scans and re-reads alike), while open orders are due
+        "polling_calls_per_pass_design": min(0.3 * SW_RATE * interval,
+                                             2 + math.ceil(n_open / 50)),
         "machine": load,
     }
     ctx.log(f"  steady state: {passes} passes in {elapsed:.0f}s, {sw} ShopWired calls, "

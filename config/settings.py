@@ -254,13 +254,62 @@ class Settings(BaseSettings):
         timedelta(seconds=30),
         "New-order windows end this long before the pass started.",
     )
-    refresh_calls_per_pass: int = _env(
-        "ORDERSYNC_REFRESH_CALLS_PER_PASS",
-        20,
-        "ShopWired calls (50 orders each) a pass may spend refreshing open orders.",
+    # -- re-reading open orders (sync.domain.refresh_plan) ------------------------------
+    refresh_share: float = _env(
+        "ORDERSYNC_REFRESH_SHARE",
+        0.30,
+        "Share of the ShopWired rate polling may use (0–1), spread evenly: new-order scans and "
+        "webhook refreshes first, re-reads of open orders get the rest. It sets the staleness "
+        "bound: with 2 calls/s and 30 %, 2,000 open orders are all re-read within about 71 s. "
+        "0 = never re-read open orders by polling.",
         ge=0,
-        le=100000,
+        le=1,
     )
+    refresh_share_with_webhooks: float = _env(
+        "ORDERSYNC_REFRESH_SHARE_WITH_WEBHOOKS",
+        0.05,
+        "The share while webhooks are healthy (one received within the last hour): polling "
+        "is then only the safety net.",
+        ge=0,
+        le=1,
+    )
+    freshness_targets: str = _env(
+        "ORDERSYNC_FRESHNESS_TARGETS",
+        "",
+        "Overrides of how soon an open order should be re-read, by WiredPlus status: "
+        "`status=duration` items, e.g. `shipped=1h,completed=6h,default=20m` (defaults: "
+        "10m awaiting-payment/pending/processing/awaiting-fulfillment, 30m under-review and "
+        "unknown, 1h awaiting-pickup/partially-shipped, 2h shipped/disputed, 6h "
+        "partially-refunded, 12h completed). Statuses whose target is shorter than the "
+        "staleness bound get the extra reads; no order waits longer than the bound.",
+    )
+    refresh_min_interval: timedelta = _env(
+        "ORDERSYNC_REFRESH_MIN_INTERVAL",
+        timedelta(0),
+        "No open order is re-read more often than this; a small shop then spends less than "
+        "its share (0 = the share alone decides).",
+    )
+    staleness_alert: timedelta = _env(
+        "ORDERSYNC_STALENESS_ALERT",
+        timedelta(hours=1),
+        "Warn (log `refresh.bound_exceeds_alert`, `ordersync status`) when the staleness bound "
+        "is longer than this: the shop has outgrown polling; set up webhooks.",
+    )
+
+    @field_validator("refresh_min_interval", "staleness_alert", mode="before")
+    @classmethod
+    def _refresh_duration(cls, v: Any) -> Any:
+        return parse_duration(v)
+
+    @field_validator("freshness_targets")
+    @classmethod
+    def _freshness_targets(cls, v: str) -> str:
+        from sync.domain.freshness import parse_targets
+
+        parse_targets(v)  # ValueError names the bad item
+        return v
+
+    # -- end of re-reading open orders ---------------------------------------------------
     refresh_horizon: timedelta = _env(
         "ORDERSYNC_REFRESH_HORIZON",
         timedelta(days=90),

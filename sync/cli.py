@@ -312,6 +312,39 @@ def backfill(
     )
 
 
+def _refresh_status(settings: Settings, ledger: Any, now: datetime) -> dict[str, Any]:
+    """Open orders polling follows, how stale they are now, and the bound the poller last
+    computed (cursor ``refresh_plan``)."""
+    from sync.ledger.store import REFRESH_PLAN
+
+    ages = ledger.staleness(settings.store, created_after=now - settings.refresh_horizon,
+                            now=now)
+    plan = json.loads(ledger.get_cursor(settings.store, REFRESH_PLAN) or "null") or {}
+    bound = plan.get("bound_s")
+    alert = settings.staleness_alert.total_seconds()
+    return {
+        "open_orders": ages.open_orders,
+        "staleness_p50_s": round(ages.p50_s, 1),
+        "staleness_p95_s": round(ages.p95_s, 1),
+        "staleness_max_s": round(ages.max_s, 1),
+        "bound_s": bound,
+        "planned_at": plan.get("at"),
+        "calls_per_hour": plan.get("refresh_calls_per_hour"),
+        "share": plan.get("share"),
+        "alert_s": alert,
+        "webhooks_healthy": bool(plan.get("webhooks_healthy")),
+        "exceeds_alert": bool(plan) and ages.open_orders > 0 and not plan.get("webhooks_healthy")
+        and (bound is None or bound > alert),
+    }
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 120 else (
+        f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h")
+
+
 def _status_data(settings: Settings) -> dict[str, Any]:
     from datetime import timedelta
 
@@ -340,6 +373,7 @@ def _status_data(settings: Settings) -> dict[str, Any]:
         wm = ledger.get_cursor(settings.store, WATERMARK)
         last_ok = ledger.get_cursor(settings.store, LAST_PASS_OK)
         last_err = ledger.get_cursor(settings.store, LAST_PASS_ERROR)
+        refresh = _refresh_status(settings, ledger, now)
         problems = [
             {
                 "order": r.source_order_id,
@@ -366,6 +400,7 @@ def _status_data(settings: Settings) -> dict[str, Any]:
         "last_pass_calls": json.loads(calls_raw) if calls_raw else None,
         "dead_letters": dead_letters,
         "dead_letters_by_kind": dead_by_kind,
+        "refresh": refresh,
         "webhooks": {
             "configured": settings.webhook_secret()[1] is not None,
             "received_last_hour": wh.received,
@@ -404,6 +439,23 @@ def status(
                   f"webhook refreshes {calls['webhook_refresh_calls']}, new-order pages "
                   f"{calls['new_order_pages']}, open-order refreshes {calls['refresh_calls']}"
                   + (" (backed off: webhooks healthy)" if calls["webhooks_healthy"] else ""))
+    rf = data["refresh"]
+    t.add_row("open orders", f"{rf['open_orders']} re-read by polling")
+    t.add_row("staleness", f"p50 {_age(rf['staleness_p50_s'])}, p95 "
+                           f"{_age(rf['staleness_p95_s'])}, max {_age(rf['staleness_max_s'])}")
+    if rf["planned_at"]:
+        t.add_row("staleness bound", (
+            f"{_age(rf['bound_s'])}: every open order re-read at least this often "
+            f"({(rf['share'] or 0) * 100:.0f} % of the ShopWired rate, "
+            f"~{rf['calls_per_hour'] or 0:.0f} calls/h"
+            + ("; a safety net: webhooks are healthy" if rf["webhooks_healthy"] else "") + ")"
+            if rf["bound_s"] is not None
+            else "none: polling has no calls to spare for re-reads"))
+    if rf["exceeds_alert"]:
+        t.add_row("[bold red]alert[/]",
+                  f"the staleness bound exceeds ORDERSYNC_STALENESS_ALERT "
+                  f"({_age(rf['alert_s'])}): the shop has outgrown polling — set up webhooks "
+                  "(SHOPWIRED_WEBHOOK_SECRET) or raise ORDERSYNC_REFRESH_SHARE")
     wh = data["webhooks"]
     t.add_row("webhooks", (
         f"{wh['received_last_hour']} received in the last hour, last "

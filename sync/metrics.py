@@ -12,6 +12,7 @@ imported, and its parent process serves the sum.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,6 +70,15 @@ LEDGER_GAUGES: tuple[MetricSpec, ...] = (
                "Seconds between now and the new-order watermark.", ("store",)),
     MetricSpec("ordersync_last_successful_pass_timestamp_seconds", "gauge",
                "UNIX time of the last successful pass.", ("store",)),
+    MetricSpec("ordersync_open_orders", "gauge",
+               "Open orders polling re-reads (as of the last pass).", ("store",)),
+    MetricSpec("ordersync_staleness_seconds", "gauge",
+               "Age of the last read of open orders at the last pass, by quantile "
+               "(0.5, 0.95, 1 = max).", ("store", "quantile")),
+    MetricSpec("ordersync_staleness_bound_seconds", "gauge",
+               "Every open order is re-read at least this often (computed from the polling "
+               "share and the open orders; absent when polling has no calls for re-reads).",
+               ("store",)),
 )
 
 _registry_metrics: dict[str, Any] = {}
@@ -136,9 +146,32 @@ class LedgerCollector(Collector):
                 ok = self._ledger.get_cursor(store, LAST_PASS_OK)
                 if ok:
                     last.add_metric([store], datetime.fromisoformat(ok).timestamp())
+            refresh = self._refresh_gauges()
         except Exception:
             pass  # a scrape during a database outage shows the gauges missing, not an error
-        yield from (orders, events, lag, last)
+            refresh = ()
+        yield from (orders, events, lag, last, *refresh)
+
+    def _refresh_gauges(self) -> tuple[GaugeMetricFamily, ...]:
+        """Open orders, staleness quantiles and the bound, from each store's last pass."""
+        from sync.ledger.store import REFRESH_PLAN
+
+        specs = LEDGER_GAUGES[4:7]
+        open_, ages, bound = (
+            GaugeMetricFamily(sp.name, sp.help, labels=list(sp.labels)) for sp in specs
+        )
+        for store in self.stores:
+            raw = self._ledger.get_cursor(store, REFRESH_PLAN)
+            if not raw:
+                continue
+            plan = json.loads(raw)
+            open_.add_metric([store], plan["open_orders"])
+            for q, key in (("0.5", "staleness_p50_s"), ("0.95", "staleness_p95_s"),
+                           ("1", "staleness_max_s")):
+                ages.add_metric([store, q], plan[key])
+            if plan.get("bound_s") is not None:
+                bound.add_metric([store], plan["bound_s"])
+        return open_, ages, bound
 
 
 def serve(port: int, *, database_url: str | None = None, stores: list[str] | None = None,

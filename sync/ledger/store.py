@@ -13,11 +13,12 @@ Contracts:
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+import math
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import (
     Connection,
@@ -33,11 +34,15 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    true,
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
 from sync.domain.lifecycle import EventTransition, OrderTransition
+
+if TYPE_CHECKING:
+    from sync.domain.refresh_plan import OpenOrder
 from sync.ledger.models import (
     Base,
     CursorRow,
@@ -57,6 +62,7 @@ LAST_PASS_CALLS = "last_pass_calls"
 WorkStamp = tuple[int, int, str]
 """(version, attempts, next attempt ISO or ""): see :meth:`Ledger.due_work`."""
 LAST_AUDIT = "last_audit"  # JSON: how the last pass spent its ShopWired calls
+REFRESH_PLAN = "refresh_plan"  # JSON: open orders, staleness bound and percentiles (poller)
 
 
 def make_engine(url: str) -> Engine:
@@ -158,6 +164,16 @@ _REQUEUE_PUSHED = update(_ORDERS).where(_HELD).values(**_REQUEUE_VALUES, **_PUSH
 _RELEASE = update(_ORDERS).where(_HELD).values(lease_owner=None, lease_until=None)
 _CLAIM_COLUMNS = (_O.id, _O.ref, _O.source_order_id, _O.order_reference, _O.payload,
                   _O.content_hash, _O.pushed_hash, _O.wiredplus_id, _O.version, _O.attempts)
+
+
+@dataclass(frozen=True, slots=True)
+class Staleness:
+    """Ages of the last reads of the open orders polling follows (:meth:`Ledger.staleness`)."""
+
+    open_orders: int
+    p50_s: float
+    p95_s: float
+    max_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,6 +400,107 @@ class Ledger:
                            OrderRow.id).limit(limit)
             )
             return [(r[0], r[1]) for r in rows]
+
+    def _open_orders(self, store: str, created_after: datetime) -> Any:
+        """``WHERE`` of the open orders polling re-reads (not terminal, not deleted, within
+        the refresh horizon)."""
+        return and_(
+            OrderRow.store == store,
+            OrderRow.terminal.is_(False),
+            OrderRow.deleted.is_(False),
+            or_(OrderRow.created_at.is_(None), OrderRow.created_at >= created_after),
+        )
+
+    def open_orders_by_status(self, store: str, *, created_after: datetime) -> dict[
+        str | None, int
+    ]:
+        """How many open orders polling follows, by WiredPlus status (None: not mapped)."""
+        with self.session() as s:
+            rows = s.execute(
+                select(OrderRow.order_status, func.count())
+                .where(self._open_orders(store, created_after))
+                .group_by(OrderRow.order_status)
+            )
+            return {r[0]: int(r[1]) for r in rows}
+
+    def open_orders_due(
+        self,
+        store: str,
+        *,
+        created_after: datetime,
+        cutoffs: Mapping[str, datetime],
+        other_cutoff: datetime,
+        limit: int,
+        checked_before: datetime | None = None,
+    ) -> list[OpenOrder]:
+        """Open orders read last before their status's cutoff (statuses not in ``cutoffs``,
+        and orders without a status, before ``other_cutoff``), up to ``limit`` per status,
+        least recently read first within each status. The caller merges them
+        (:func:`sync.domain.refresh_plan.most_overdue`). With ``checked_before``, orders
+        read at or after that moment are left out whatever their cutoff."""
+        from sync.domain.refresh_plan import OpenOrder
+
+        cols = (OrderRow.ref, OrderRow.source_order_id, OrderRow.order_status,
+                OrderRow.last_checked_at, OrderRow.created_at)
+        base = self._open_orders(store, created_after)
+        if checked_before is not None:
+            base = and_(base, OrderRow.last_checked_at < checked_before)
+        groups: list[Any] = [
+            and_(OrderRow.order_status == status, OrderRow.last_checked_at < cut)
+            for status, cut in cutoffs.items()
+        ]
+        others = or_(OrderRow.order_status.is_(None),
+                     OrderRow.order_status.not_in(list(cutoffs)) if cutoffs else true())
+        groups.append(and_(others, OrderRow.last_checked_at < other_cutoff))
+        out: list[OpenOrder] = []
+        with self.session() as s:
+            for cond in groups:
+                rows = s.execute(
+                    select(*cols).where(base, cond)
+                    .order_by(OrderRow.last_checked_at, OrderRow.id).limit(limit)
+                )
+                out.extend(OpenOrder(r[0], r[1], r[2], r[3], r[4]) for r in rows)
+        return out
+
+    def created_from(
+        self, store: str, *, start: datetime, limit: int
+    ) -> list[tuple[OpenOrder, bool]]:
+        """The ledger's orders created at or after ``start`` (deleted ones aside), oldest
+        first, each with whether polling follows it (not terminal): what re-listing that
+        created range would return."""
+        from sync.domain.refresh_plan import OpenOrder
+
+        with self.session() as s:
+            rows = s.execute(
+                select(OrderRow.ref, OrderRow.source_order_id, OrderRow.order_status,
+                       OrderRow.last_checked_at, OrderRow.created_at, OrderRow.terminal)
+                .where(OrderRow.store == store, OrderRow.deleted.is_(False),
+                       OrderRow.created_at >= start)
+                .order_by(OrderRow.created_at, OrderRow.id).limit(limit)
+            )
+            return [(OpenOrder(r[0], r[1], r[2], r[3], r[4]), not r[5]) for r in rows]
+
+    def staleness(self, store: str, *, created_after: datetime, now: datetime) -> Staleness:
+        """How long ago the open orders polling follows were last read: count, p50, p95 and
+        max in seconds (nearest rank; zeros when there are none). Three indexed reads."""
+        cond = self._open_orders(store, created_after)
+        with self.session() as s:
+            n = int(s.scalar(select(func.count()).select_from(OrderRow).where(cond)) or 0)
+            if n == 0:
+                return Staleness(0, 0.0, 0.0, 0.0)
+
+            def age_at_rank(rank: int) -> float:
+                # rank 0 = least recently read (the stalest)
+                at = s.scalar(select(OrderRow.last_checked_at).where(cond)
+                              .order_by(OrderRow.last_checked_at).offset(rank).limit(1))
+                return max(0.0, (now - at).total_seconds()) if at is not None else 0.0
+
+            return Staleness(
+                open_orders=n,
+                p50_s=age_at_rank(n - math.ceil(0.50 * n)),
+                p95_s=age_at_rank(n - math.ceil(0.95 * n)),
+                max_s=age_at_rank(0),
+            )
 
     def counts(self, store: str | None = None) -> Counts:
         with self.session() as s:

@@ -1,7 +1,8 @@
 """The daemon loop: a full pass every poll interval, and in between a quick look at the
 webhook inbox every ``tick`` seconds, so a webhook-announced change is synced within about a
-second instead of waiting for the next pass; and every second the orders whose retry came due
-are dispatched (after a 429 or a WiredPlus outage they go within seconds, not at the next pass).
+second instead of waiting for the next pass; every second the orders whose retry came due
+are dispatched (after a 429 or a WiredPlus outage they go within seconds, not at the next
+pass); otherwise the re-reads of open orders, paced at the polling share of the ShopWired rate.
 
 Contract: returns when ``stop`` is set (after the current step; a pass interrupted by the stop
 keeps everything it committed). A ``FatalError`` propagates (bad credentials must stop the
@@ -11,6 +12,7 @@ daemon loudly); any other failure is logged and retried at the next interval.
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from sync.errors import FatalError
@@ -21,33 +23,49 @@ DUE_CHECK_S = 1.0
 an outage is seconds, not a poll interval)."""
 
 
+@dataclass
+class Schedule:
+    """When the next full pass and the next look for due retries are (monotonic seconds),
+    the interval between two passes, and whether the last step ran a full pass."""
+
+    interval: float
+    next_full: float
+    next_due_check: float = 0.0
+    full: bool = False
+
+
 def run_forever(rt: Any, interval: float, stop: threading.Event, *, tick: float = 0.25) -> None:
-    poller = rt.poller
     clock = rt.clock
-    next_full = clock.monotonic()
-    next_due_check = next_full
-    full = False
+    schedule = Schedule(interval, clock.monotonic())
+    schedule.next_due_check = schedule.next_full
     while not stop.is_set():
-        now = clock.monotonic()
         try:
-            if now >= next_full:
-                next_full = now + interval
-                full = True
-                poller.run_pass()
-            else:
-                full = False
-                if poller.inbox is not None and poller.inbox.pending_refreshes(poller.store, 1):
-                    poller.run_webhook_pass()
-                if now >= next_due_check:
-                    next_due_check = now + DUE_CHECK_S
-                    poller.dispatch_due()
+            step(rt.poller, clock.monotonic(), schedule)
         except PassInterrupted:
             return
         except FatalError:
             raise
         except Exception as exc:
             # A failed full pass is "pass.failed"; the quick work between passes (webhook
-            # refreshes, due dispatch) retries within a second and says so apart.
-            rt.log.error("pass.failed" if full else "between_passes.failed",
+            # refreshes, due dispatch, paced re-reads) retries within a second and says so apart.
+            rt.log.error("pass.failed" if schedule.full else "between_passes.failed",
                          error=f"{type(exc).__name__}: {exc}"[:500])
-        stop.wait(max(0.0, min(tick, next_full - clock.monotonic())))
+        stop.wait(max(0.0, min(tick, schedule.next_full - clock.monotonic())))
+
+
+def step(poller: Any, now: float, schedule: Schedule) -> None:
+    """One turn of the loop at monotonic time ``now``: the full pass when it is due (the next
+    one is scheduled first, so a failing pass is not retried at once); else the orders
+    webhooks announced, the retries that came due (once a second), and a paced re-read of
+    open orders when the polling share has a call to spare (``Poller.refresh_tick``)."""
+    schedule.full = now >= schedule.next_full
+    if schedule.full:
+        schedule.next_full = now + schedule.interval
+        poller.run_pass()
+        return
+    if poller.inbox is not None and poller.inbox.pending_refreshes(poller.store, 1):
+        poller.run_webhook_pass()
+    if now >= schedule.next_due_check:
+        schedule.next_due_check = now + DUE_CHECK_S
+        poller.dispatch_due()
+    poller.refresh_tick()

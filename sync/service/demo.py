@@ -248,10 +248,17 @@ def _run_passes(
             if kind.startswith(("status:", "refund:")):
                 changed[str(oid)] += 1
         sb.activity_log.extend(activity)
-        time.sleep(1.1)  # let the settle delay pass so the new orders are in the window
         sw0, wp0 = sum(sb.shopwired.calls.values()), sum(sb.wiredplus.calls.values())
         events_before = getattr(dispatcher, "events_sent", 0)
         with console.status(f"pass {n + 3}: {len(activity)} changes in the shop…"):
+            # As `ordersync run` does between passes: paced re-reads of open orders, until
+            # the staleness bound (or the settle delay, for the new orders) has passed.
+            bound = rep.refresh_plan.bound if rep.refresh_plan else None
+            wait = max(1.1, bound.total_seconds() + 0.5 if bound else 0.0)
+            until = time.monotonic() + wait
+            while time.monotonic() < until:
+                rt.poller.refresh_tick()
+                time.sleep(0.25)
             rep = rt.poller.run_pass()
         figures.passes.append(rep)
         _pass_row(table, f"{n + 3} (busy)", rep, sum(sb.shopwired.calls.values()) - sw0,

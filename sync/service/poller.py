@@ -17,13 +17,25 @@ A crash anywhere loses nothing: uncommitted pages are simply read again.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from sync import metrics
 from sync.clock import Clock
+from sync.domain.freshness import parse_targets
+from sync.domain.refresh_plan import (
+    LIST_PER_CALL,
+    OpenOrder,
+    RefreshPacer,
+    RefreshPlan,
+    most_overdue,
+    plan_refresh,
+    polling_calls_per_second,
+    relist_window,
+)
 from sync.domain.windows import Window, advance_watermark, plan_window, split_range
 from sync.errors import FatalError, RetryableError, SkippableError
 from sync.ledger.store import (
@@ -31,6 +43,7 @@ from sync.ledger.store import (
     LAST_PASS_CALLS,
     LAST_PASS_ERROR,
     LAST_PASS_OK,
+    REFRESH_PLAN,
     SCAN_RESUME,
     WATERMARK,
     Ledger,
@@ -40,6 +53,11 @@ from sync.service.ingest import Ingestor, IngestResult
 from sync.sources.base import Source
 
 IDS_PER_CALL = 50
+RESERVED_WINDOW = 600.0
+"""Seconds of scan and webhook calls the refresh plan averages to know what re-reads get."""
+REFRESH_BURST = 4.0
+"""Most re-read calls polling makes back to back (a tenth of ShopWired's 40-call bucket, so
+other clients of the same API key always find room); the rest are spread between passes."""
 ANALYZE_FIRST_AT = 1_000
 SCOPE_START = "scope_start"
 """Cursor: the earliest created date ordersync imports (see :meth:`Poller.scope_start`)."""
@@ -54,7 +72,14 @@ STATUS_TTL = timedelta(hours=1)
 class PollPolicy:
     overlap: timedelta = timedelta(minutes=10)
     settle: timedelta = timedelta(seconds=30)
-    refresh_calls_per_pass: int = 20
+    # Re-reading open orders (sync.domain.refresh_plan): a share of the source's rate.
+    source_rate: float = 2.0
+    refresh_share: float = 0.30
+    refresh_share_with_webhooks: float = 0.05
+    freshness_targets: Mapping[str, timedelta] = field(
+        default_factory=lambda: parse_targets(None))
+    refresh_min_interval: timedelta = timedelta(0)
+    staleness_alert: timedelta = timedelta(hours=1)
     refresh_horizon: timedelta = timedelta(days=90)
     webhook_calls_per_pass: int = 20
     # With webhooks arriving (one within this long), polling refreshes back off to a quarter.
@@ -71,6 +96,8 @@ class PassReport:
     new: IngestResult = field(default_factory=IngestResult)
     refresh: IngestResult = field(default_factory=IngestResult)
     refresh_calls: int = 0
+    refresh_relists: int = 0  # of which created-date listings instead of ids=
+    refresh_plan: RefreshPlan | None = None
     webhook: IngestResult = field(default_factory=IngestResult)
     webhook_calls: int = 0
     webhooks_healthy: bool = False
@@ -121,6 +148,12 @@ class Poller:
         self._warned_statuses: set[str] = set()
         self._new_orders = 0
         self._analyze_at = ANALYZE_FIRST_AT
+        self._pacer: RefreshPacer | None = None
+        self._other_calls: deque[tuple[float, int]] = deque()
+        self._alerted_at: float | None = None
+        self._plan: RefreshPlan | None = None
+        self._between = PassReport(started_at=clock.now())  # re-reads between passes
+        self._calls_seen = self._source_call_count() or 0
         ingestor.on_unknown_status = self._warn_unknown_status
 
     def _note_growth(self, new_orders: int) -> None:
@@ -320,6 +353,13 @@ class Poller:
         what changed. Costs one ShopWired call per 50 announced orders."""
         report = PassReport(started_at=self.clock.now())
         self._webhook_refreshes(report)
+        if report.webhook_calls:  # comes first; re-reads get what the share has left
+            mono = self.clock.monotonic()
+            other = self._count_other_calls()
+            other = report.webhook_calls if other is None else other
+            self._note_other_calls(other, mono)
+            if self._pacer is not None:
+                self._pacer.absorb(other, mono)
         if report.webhook_calls:
             self.log.info("pass.webhooks", store=self.store, calls=report.webhook_calls,
                           refreshed=report.webhook.seen, changed=report.webhook.changed,
@@ -476,37 +516,225 @@ class Poller:
                 self._mark_checked([ref])
 
     def _refresh_open(self, report: PassReport) -> None:
-        budget = self.policy.refresh_calls_per_pass
-        if report.webhooks_healthy:
-            budget = max(1, budget // 4)  # webhooks carry the changes; polling is the net
-        if budget <= 0:
+        """Plan the re-reads of open orders (:mod:`sync.domain.refresh_plan`) and make the
+        ones the polling share allows now. The new-order scan and webhook refreshes come
+        first: re-reads are paced at the share *minus* what those took on average over the
+        last :data:`RESERVED_WINDOW` seconds, so a long scan (a backfill, a burst of new
+        orders, retries through a 429 storm) slows re-reads evenly instead of stopping them
+        until its calls are paid back. At most :data:`REFRESH_BURST` re-reads run back to
+        back — the daemon spreads the rest between passes (:meth:`refresh_tick`). What was
+        re-read since the last pass is counted in this pass's report."""
+        between, self._between = self._between, PassReport(started_at=self.clock.now())
+        report.refresh.add(between.refresh)
+        report.refresh_calls += between.refresh_calls
+        report.refresh_relists += between.refresh_relists
+        report.deleted.extend(between.deleted)
+        report.missing.extend(between.missing)
+        share = (self.policy.refresh_share_with_webhooks if report.webhooks_healthy
+                 else self.policy.refresh_share)
+        share_rate = polling_calls_per_second(self.policy.source_rate, share)
+        mono = self.clock.monotonic()
+        other = self._count_other_calls()
+        if other is None:  # a source that does not count its calls: what this pass knows
+            other = report.new_pages + report.webhook_calls
+        self._note_other_calls(other, mono)
+        rate = max(0.0, share_rate - self._reserved_rate(mono))
+        self._refresh_pacer(rate, mono).absorb(other, mono)
+        self._plan = self._plan_refresh(report, rate, share_rate)
+        # Orders read earlier in this pass (the new-order scan) are fresh already.
+        self._spend_refresh_credit(report, fresh_since=report.started_at)
+
+    def refresh_tick(self) -> int:
+        """Between passes (the daemon calls this every tick): re-read the most overdue open
+        orders when the polling share has a whole call to spare; returns the calls made.
+        Nothing before the first pass has planned."""
+        if self._plan is None or self._plan.bound is None or self._pacer is None:
+            return 0
+        if self._pacer.available(self.clock.monotonic()) < 1:
+            return 0
+        before = self._between.refresh_calls
+        self._spend_refresh_credit(self._between)
+        return self._between.refresh_calls - before
+
+    def _spend_refresh_credit(
+        self, report: PassReport, fresh_since: datetime | None = None
+    ) -> None:
+        plan, pacer = self._plan, self._pacer
+        if plan is None or plan.bound is None or pacer is None:
             return
-        now = self.clock.now()
-        candidates = self.ledger.refresh_candidates(
-            self.store,
-            created_after=now - self.policy.refresh_horizon,
-            limit=budget * IDS_PER_CALL,
-            # Without healthy webhooks polling is the only way to notice a change: every open
-            # order is a candidate, most overdue first. With them, only orders past their
-            # freshness target (sync.domain.freshness) — polling is the safety net.
-            now=now if report.webhooks_healthy else None,
-            # Orders read earlier in this pass (the new-order scan) are fresh already.
-            checked_before=report.started_at,
-        )
-        for i in range(0, len(candidates), IDS_PER_CALL):
+        horizon = self.clock.now() - self.policy.refresh_horizon
+        while pacer.available(self.clock.monotonic()) >= 1:
             if self.stop_requested():
                 return
-            chunk = candidates[i : i + IDS_PER_CALL]
-            raws = self.source.fetch_by_ids([oid for _, oid in chunk])
-            report.refresh_calls += 1
-            # Ledger orders only (known ones are always followed): no scope to apply.
-            result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
-            report.refresh.add(result)
-            missing = [oid for _, oid in chunk if oid not in result.seen_ids]
-            if missing:
-                told = set(self.inbox.deleted_orders(self.store, missing)) if self.inbox else set()
-                self._handle_missing(missing, report, told_deleted=told)
-            self.dispatcher.dispatch(self.store, result.to_push)
+            now = self.clock.now()
+            # Every open order read at least the floor ago is a candidate (calls to spare
+            # read ahead); per status the least recently read, merged most overdue first.
+            eligible = now - self.policy.refresh_min_interval
+            statuses = [s for s in plan.intervals if s != "unknown"]
+            due = self.ledger.open_orders_due(
+                self.store,
+                created_after=horizon,
+                cutoffs=dict.fromkeys((s for s in statuses if s), eligible),
+                other_cutoff=eligible,
+                limit=IDS_PER_CALL,
+                checked_before=fresh_since,
+            )
+            chunk = most_overdue(due, plan, now, IDS_PER_CALL, ahead=True)
+            if not chunk:
+                return
+            other = self._count_other_calls()
+            if other:  # e.g. a webhook pass since the last look
+                self._note_other_calls(other, self.clock.monotonic())
+                pacer.absorb(other, self.clock.monotonic())
+            window = self._relist_window(chunk[0], now)
+            if window is not None:
+                self._relist(report, *window)
+            else:
+                self._read_open(report, [(o.ref, o.order_id) for o in chunk])
+            # This re-read and its retries are paid from the pacer (one call when the
+            # source does not count its calls).
+            made = self._count_other_calls()
+            pacer.spend(1 if made is None else max(made, 1), self.clock.monotonic())
+
+    def _relist_window(
+        self, oldest_due: OpenOrder, now: datetime
+    ) -> tuple[datetime, datetime, list[tuple[OpenOrder, bool]]] | None:
+        """The created range to re-list instead of an ``ids=`` call, when the orders created
+        from the most urgent one on are mostly open (a young shop, a busy week): one listing
+        call reads up to 100 of them, ``ids=`` only 50. ShopWired only. Returns the range
+        and the ledger's orders in it (each with whether it is open)."""
+        if oldest_due.created_at is None or self._list_page() is None:
+            return None
+        window = self.ledger.created_from(self.store, start=oldest_due.created_at,
+                                          limit=LIST_PER_CALL)
+        span = relist_window(window, now, self.policy.refresh_min_interval)
+        return None if span is None else (*span, window)
+
+    def _list_page(self) -> Callable[..., list[Any]] | None:
+        from sync.sources.shopwired import ShopWiredClient
+
+        client = getattr(self.source, "client", None)
+        return client.list_orders if isinstance(client, ShopWiredClient) else None
+
+    def _relist(self, report: PassReport, start: datetime, end: datetime,
+                window: Sequence[tuple[OpenOrder, bool]]) -> None:
+        """One listing call: the (regular) orders created in ``[start, end]``, up to 100;
+        only the ledger's (``window``) are recorded — finding orders the ledger lacks is the
+        scan's and the audit's job. The window's open orders the listing left out (archived
+        since, deleted, or past the page's end) are read by ``ids=`` right away: left due,
+        the most overdue of them would pick the same range again and again, and every other
+        open order would wait behind it."""
+        list_page = self._list_page()
+        assert list_page is not None
+        page = list_page(created_from=start, created_to=end, offset=0, count=LIST_PER_CALL)
+        report.refresh_calls += 1
+        report.refresh_relists += 1
+        known = {o.order_id for o, _ in window}
+        raws = [raw for raw in page if self.source.raw_id(raw) in known]
+        # Ledger orders only (known ones are always followed): no scope to apply.
+        result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
+        report.refresh.add(result)
+        self.dispatcher.dispatch(self.store, result.to_push)
+        unlisted = [(o.ref, o.order_id) for o, is_open in window
+                    if is_open and o.order_id not in result.seen_ids
+                    and o.created_at is not None and start <= o.created_at <= end]
+        for i in range(0, len(unlisted), IDS_PER_CALL):
+            self._read_open(report, unlisted[i:i + IDS_PER_CALL])
+
+    def _source_call_count(self) -> int | None:
+        """Every call the source's client has made (None if it does not count them)."""
+        calls = getattr(getattr(self.source, "client", None), "calls", None)
+        return sum(calls.values()) if isinstance(calls, Mapping) else None
+
+    def _count_other_calls(self) -> int | None:
+        """Source calls made since the last look — scans, webhook refreshes, the status
+        list, audits, retries (None when the source does not count its calls)."""
+        total = self._source_call_count()
+        if total is None:
+            return None
+        delta, self._calls_seen = total - self._calls_seen, total
+        return max(delta, 0)
+
+    def _read_open(self, report: PassReport, chunk: Sequence[tuple[str, str]]) -> None:
+        """One ``ids=`` call for ``chunk`` (ref, shop order id): record, push what changed."""
+        raws = self.source.fetch_by_ids([oid for _, oid in chunk])
+        report.refresh_calls += 1
+        # Ledger orders only (known ones are always followed): no scope to apply.
+        result = self.ingestor.ingest(raws, now=self.clock.now(), allow_events=True)
+        report.refresh.add(result)
+        missing = [oid for _, oid in chunk if oid not in result.seen_ids]
+        if missing:
+            told = set(self.inbox.deleted_orders(self.store, missing)) if self.inbox else set()
+            self._handle_missing(missing, report, told_deleted=told)
+        self.dispatcher.dispatch(self.store, result.to_push)
+
+    def _refresh_pacer(self, rate: float, mono: float) -> RefreshPacer:
+        """The pacer of this poller, at ``rate`` (the share changes with webhook health).
+        A new poller starts with a full burst, so a one-off ``ordersync poll --once``
+        re-reads the most overdue orders too."""
+        if self._pacer is None:
+            self._pacer = RefreshPacer(rate=rate, burst=REFRESH_BURST, credit=REFRESH_BURST,
+                                       at=mono)
+        else:
+            self._pacer.accrue(mono)
+            self._pacer.rate = rate
+        return self._pacer
+
+    def _note_other_calls(self, calls: int, mono: float) -> int:
+        """Remember the scan's and webhook refreshes' calls (for :meth:`_reserved_rate`)."""
+        self._other_calls.append((mono, calls))
+        while self._other_calls and self._other_calls[0][0] < mono - RESERVED_WINDOW:
+            self._other_calls.popleft()
+        return calls
+
+    def _reserved_rate(self, mono: float) -> float:
+        """Calls per second the new-order scan and webhook refreshes took lately."""
+        return sum(n for _, n in self._other_calls) / RESERVED_WINDOW
+
+    def _plan_refresh(self, report: PassReport, rate: float, share_rate: float) -> RefreshPlan:
+        """The plan for the open orders the ledger holds now; kept in the ledger (cursor
+        ``refresh_plan``) with the staleness percentiles, for ``status`` and the metrics.
+        Warns (at most hourly) when the bound is longer than the staleness alert."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        horizon = now - self.policy.refresh_horizon
+        plan = plan_refresh(
+            self.ledger.open_orders_by_status(self.store, created_after=horizon),
+            calls_per_second=rate,
+            targets=self.policy.freshness_targets,
+            floor=self.policy.refresh_min_interval,
+        )
+        report.refresh_plan = plan
+        ages = self.ledger.staleness(self.store, created_after=horizon, now=now)
+        bound_s = plan.bound.total_seconds() if plan.bound is not None else None
+        # With healthy webhooks polling is only the safety net: its bound is no alarm.
+        alert = (plan.exceeds(self.policy.staleness_alert) and plan.open_orders > 0
+                 and not report.webhooks_healthy)
+        summary = {
+            "at": now.isoformat(),
+            "open_orders": ages.open_orders,
+            "staleness_p50_s": round(ages.p50_s, 1),
+            "staleness_p95_s": round(ages.p95_s, 1),
+            "staleness_max_s": round(ages.max_s, 1),
+            "bound_s": round(bound_s, 1) if bound_s is not None else None,
+            "refresh_calls_per_s": round(plan.calls_per_second, 4),
+            "refresh_calls_per_hour": round(plan.calls_per_hour, 1),
+            "share": share_rate / self.policy.source_rate if self.policy.source_rate else 0.0,
+            "webhooks_healthy": report.webhooks_healthy,
+            "alert_s": self.policy.staleness_alert.total_seconds(),
+            "exceeds_alert": alert,
+        }
+        with self.ledger.session() as s:
+            self.ledger.set_cursor(s, self.store, REFRESH_PLAN, json.dumps(summary), now)
+        if alert and (self._alerted_at is None
+                      or mono - self._alerted_at >= STATUS_TTL.total_seconds()):
+            self._alerted_at = mono
+            self.log.warning(
+                "refresh.bound_exceeds_alert", store=self.store, open_orders=plan.open_orders,
+                bound_s=summary["bound_s"], alert_s=summary["alert_s"],
+                hint="the shop has outgrown polling: set up webhooks "
+                     "(SHOPWIRED_WEBHOOK_SECRET) or raise ORDERSYNC_REFRESH_SHARE",
+            )
+        return plan
 
     def _mark_checked(self, refs: Sequence[str]) -> None:
         now = self.clock.now()

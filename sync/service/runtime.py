@@ -14,6 +14,7 @@ import httpx
 from config import default_status_map_text
 from config.settings import Settings
 from sync.clock import Clock, SystemClock
+from sync.domain.freshness import parse_targets
 from sync.domain.mapping import MappingContext, parse_custom_fields, parse_payment_types
 from sync.domain.status_map import StatusMap, StatusMapError
 from sync.errors import ConfigError
@@ -257,7 +258,7 @@ def build_runtime(
     inbox = WebhookInbox(ledger, clock)
     # Elastic Path's scan is on updated_at, so it sees every change; refreshing by id would
     # cost one call per order there.
-    refresh_calls = settings.refresh_calls_per_pass if settings.source == "shopwired" else 0
+    polls_by_id = settings.source == "shopwired"
     poller = Poller(
         ledger=ledger,
         source=source,
@@ -267,7 +268,13 @@ def build_runtime(
         policy=PollPolicy(
             overlap=settings.window_overlap,
             settle=settings.settle_delay,
-            refresh_calls_per_pass=refresh_calls,
+            source_rate=settings.shopwired_rate,
+            refresh_share=settings.refresh_share if polls_by_id else 0.0,
+            refresh_share_with_webhooks=(
+                settings.refresh_share_with_webhooks if polls_by_id else 0.0),
+            freshness_targets=parse_targets(settings.freshness_targets),
+            refresh_min_interval=settings.refresh_min_interval,
+            staleness_alert=settings.staleness_alert,
             refresh_horizon=settings.refresh_horizon,
             close_deleted=settings.deleted_policy == "close",
         ),

@@ -47,7 +47,9 @@ def _measure(tmp_path: Path, *, webhooks: bool, poll_interval: float) -> dict[st
             SHOPWIRED_API_SECRET=secret, WIREDPLUS_BASE_URL=sb.wiredplus_url,
             WIREDPLUS_API_USER=user, WIREDPLUS_API_KEY=wkey,
             DATABASE_URL=f"sqlite:///{tmp_path / ('wh' if webhooks else 'poll')}.db",
-            ORDERSYNC_SETTLE_DELAY="1s", ORDERSYNC_REFRESH_CALLS_PER_PASS="10",
+            ORDERSYNC_SETTLE_DELAY="1s",
+            # Re-read all 450 open orders every 5 s (the full rate): the test is about latency.
+            ORDERSYNC_REFRESH_SHARE="1", ORDERSYNC_REFRESH_MIN_INTERVAL="5s",
         )
         rt = build_runtime(settings)
         rt.poller.run_pass()  # install: import everything first

@@ -30,7 +30,8 @@ EP = {
     "ELASTICPATH_CLIENT_SECRET": "sandbox-client-secret",
     "ELASTICPATH_WEBHOOK_SECRET": SECRET,
     # polling's refresh of open orders is off: only a webhook can bring the change early
-    "ORDERSYNC_REFRESH_CALLS_PER_PASS": "0",
+    "ORDERSYNC_REFRESH_SHARE": "0",
+    "ORDERSYNC_REFRESH_SHARE_WITH_WEBHOOKS": "0",
 }
 
 

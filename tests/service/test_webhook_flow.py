@@ -24,7 +24,8 @@ def h(db_url: str) -> Iterator[Harness]:
     now = clock.now()
     sb.shopwired.generate_orders(120, created_between=(now - timedelta(days=20),
                                                        now - timedelta(hours=30)))
-    rt = build_runtime(make_settings(db_url, ORDERSYNC_REFRESH_CALLS_PER_PASS="0"), clock=clock,
+    rt = build_runtime(make_settings(db_url, ORDERSYNC_REFRESH_SHARE="0",
+                                         ORDERSYNC_REFRESH_SHARE_WITH_WEBHOOKS="0"), clock=clock,
                        shopwired_transport=sb.shopwired_transport(),
                        wiredplus_transport=sb.wiredplus_transport())
     harness = Harness(sb, rt, clock)

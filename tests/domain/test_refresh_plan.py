@@ -1,0 +1,250 @@
+"""The refresh plan (pure): budget share → calls per second → staleness bound; which orders
+to read next; ``ids=`` or a re-list, whichever is fewer calls."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sync.domain.freshness import FRESHNESS, parse_targets, target_for
+from sync.domain.refresh_plan import (
+    IDS_PER_CALL,
+    OpenOrder,
+    RefreshPacer,
+    cheaper_read,
+    most_overdue,
+    plan_refresh,
+    polling_calls_per_second,
+    read_cost,
+    relist_window,
+)
+
+TARGETS = parse_targets(None)
+SHARE = polling_calls_per_second(2.0, 0.30)  # the product default: 0.6 calls/s
+NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def _plan(open_by_status: dict[str | None, int], cps: float = SHARE,
+          floor: timedelta = timedelta(0)) -> object:
+    return plan_refresh(open_by_status, calls_per_second=cps, targets=TARGETS, floor=floor)
+
+
+def test_the_default_share_is_thirty_percent_of_shopwireds_two_calls_a_second() -> None:
+    assert abs(SHARE - 0.6) < 1e-9
+    assert polling_calls_per_second(2.0, 1.5) == 2.0  # never more than the rate
+    assert polling_calls_per_second(2.0, 0.0) == 0.0
+
+
+@pytest.mark.parametrize(("open_orders", "at_most_s"), [(2_000, 3 * 60), (20_000, 30 * 60)])
+def test_the_bound_follows_from_the_budget_and_the_number_of_open_orders(
+    open_orders: int, at_most_s: float
+) -> None:
+    # the issue's figures: 2,000 open → about 3 minutes; 20,000 → about 30 minutes
+    plan = plan_refresh({"processing": open_orders // 2, "shipped": open_orders // 2},
+                        calls_per_second=0.57, targets=TARGETS, floor=timedelta(0))
+    assert plan.bound is not None
+    assert plan.bound.total_seconds() <= at_most_s
+    assert plan.calls_per_hour <= 0.57 * 3600 + 1e-6
+
+
+def test_a_shipped_or_completed_order_is_never_starved_by_paid_ones() -> None:
+    # the issue's failure: ~1,000 paid/unpaid orders with 10-minute targets starved the rest
+    plan = _plan({"processing": 600, "awaiting-payment": 400, "shipped": 600, "completed": 400})
+    assert plan.bound is not None and plan.bound < timedelta(minutes=3)
+    for status in ("shipped", "completed"):
+        assert plan.interval_for(status) == plan.bound
+
+
+def test_statuses_likely_to_change_get_the_extra_reads_when_the_bound_is_long() -> None:
+    plan = _plan({"processing": 3_000, "completed": 40_000})
+    assert plan.bound is not None and plan.bound > timedelta(minutes=10)
+    assert plan.interval_for("processing") == timedelta(minutes=10)  # its target
+    assert plan.interval_for("completed") == plan.bound
+
+
+def test_over_budget_everyone_is_read_in_turn() -> None:
+    plan = _plan({"processing": 50_000})  # 83 orders/s wanted at 10 min, 30 affordable
+    assert plan.bound is not None
+    assert plan.bound.total_seconds() == pytest.approx(50_000 / (SHARE * IDS_PER_CALL))
+    assert plan.interval_for("processing") == plan.bound
+
+
+def test_extra_reads_never_stretch_the_bound_past_two_and_a_half_rounds() -> None:
+    # most orders want 30 minutes; in turn everyone is read every ~19 minutes
+    plan = _plan({"under-review": 33_742, "shipped": 5, "completed": 5})
+    round_robin = 33_752 / (SHARE * IDS_PER_CALL)
+    assert plan.bound is not None
+    assert plan.bound.total_seconds() <= 2.5 * round_robin + 1e-6
+    assert plan.calls_per_hour <= SHARE * 3600 + 1e-6
+
+
+def test_no_budget_means_no_bound_and_an_alert() -> None:
+    plan = _plan({"processing": 10}, cps=0.0)
+    assert plan.bound is None and plan.interval_for("processing") is None
+    assert plan.exceeds(timedelta(hours=1))
+
+
+def test_a_floor_keeps_a_small_shop_from_being_read_every_few_seconds() -> None:
+    plan = _plan({"processing": 50}, floor=timedelta(minutes=1))
+    assert plan.bound == timedelta(minutes=1)
+    assert plan.calls_per_hour == pytest.approx(60)
+
+
+def test_unknown_and_unmapped_statuses_use_the_default_target() -> None:
+    plan = _plan({None: 10, "made-up": 5})
+    assert plan.open_orders == 15
+    assert plan.interval_for(None) == plan.interval_for("unknown")
+
+
+def test_freshness_targets_are_a_setting() -> None:
+    targets = parse_targets("shipped=1h, completed=6h,default=20m")
+    assert targets["shipped"] == timedelta(hours=1)
+    assert targets["completed"] == timedelta(hours=6)
+    assert target_for("brand-new", targets) == timedelta(minutes=20)
+    assert targets["processing"] == FRESHNESS["processing"]  # the rest stay
+    for bad in ("shipped", "shipped=soon", "shipped=0"):
+        with pytest.raises(ValueError):
+            parse_targets(bad)
+
+
+def test_the_most_overdue_orders_are_read_first() -> None:
+    plan = _plan({"processing": 60_000, "completed": 1})
+    fresh = OpenOrder("a", "1", "processing", NOW - timedelta(seconds=1))
+    late = OpenOrder("b", "2", "processing", NOW - timedelta(days=1))
+    later = OpenOrder("c", "3", "completed", NOW - timedelta(days=2))
+    assert most_overdue([fresh, late, later], plan, NOW, 50) == [later, late]
+    assert most_overdue([fresh, late, later], plan, NOW, 1) == [later]
+
+
+def test_ids_or_relist_whichever_is_fewer_calls() -> None:
+    # the issue's measurement: 10,000 orders, 95 % open → 190 ids= calls vs ~100 listing
+    assert read_cost("ids", 9_500) == 190
+    assert read_cost("list", 10_000) == 100
+    assert cheaper_read(due=9_500, listed=10_000) == "list"
+    assert cheaper_read(due=300, listed=10_000) == "ids"  # sparse: ids= wins
+    assert cheaper_read(due=50, listed=100) == "ids"  # a tie goes to ids=
+
+
+def test_the_pacer_never_bursts_and_pays_scans_first() -> None:
+    pacer = RefreshPacer(rate=0.6, burst=4, credit=4, at=0.0)
+    assert pacer.available(0.0) == 4
+    pacer.spend(21, 0.0)  # the install's scan
+    assert pacer.available(10.0) == 0
+    assert pacer.available(3600.0) == 4  # an idle hour is still only a burst of 4
+    assert pacer.pause() == pytest.approx(1 / 0.6)
+
+
+statuses = st.sampled_from([None, "processing", "awaiting-payment", "shipped", "completed",
+                            "partially-refunded", "under-review", "made-up"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    counts=st.dictionaries(statuses, st.integers(0, 100_000), max_size=8),
+    cps=st.floats(0.01, 5.0),
+    floor_s=st.integers(0, 600),
+)
+def test_the_plan_fits_the_budget_and_bounds_every_status(
+    counts: dict[str | None, int], cps: float, floor_s: int
+) -> None:
+    plan = plan_refresh(counts, calls_per_second=cps, targets=TARGETS,
+                        floor=timedelta(seconds=floor_s))
+    total = sum(counts.values())
+    assert plan.open_orders == total
+    assert plan.bound is not None
+    # the reads planned fit in the calls the share has (a little float slack)
+    assert plan.calls_per_hour <= cps * 3600 * (1 + 1e-6) + 1e-6
+    # no interval is longer than the bound, none shorter than the floor
+    for s in counts:
+        interval = plan.interval_for(s)
+        assert interval is not None
+        assert interval <= plan.bound
+        assert interval.total_seconds() >= min(floor_s, plan.bound.total_seconds()) - 1e-6
+    # the bound is never worse than 2.5 × reading everyone in turn (or the floor)
+    if total:
+        round_robin = max(total / (cps * IDS_PER_CALL), floor_s)
+        assert plan.bound.total_seconds() <= round_robin * 2.5 * (1 + 1e-9) + 1e-6
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.dictionaries(statuses, st.integers(1, 50_000), min_size=1, max_size=8),
+    cps=st.floats(0.05, 2.0),
+    extra=st.floats(1.01, 4.0),
+)
+def test_more_budget_never_lengthens_the_bound(
+    counts: dict[str | None, int], cps: float, extra: float
+) -> None:
+    a = plan_refresh(counts, calls_per_second=cps, targets=TARGETS, floor=timedelta(0))
+    b = plan_refresh(counts, calls_per_second=cps * extra, targets=TARGETS, floor=timedelta(0))
+    assert a.bound is not None and b.bound is not None
+    assert b.bound <= a.bound * (1 + 1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rate=st.floats(0.05, 5.0),
+    steps=st.lists(st.tuples(st.floats(0.0, 30.0), st.integers(0, 3)), max_size=60),
+)
+def test_the_pacer_spends_no_more_than_its_rate_plus_one_burst(
+    rate: float, steps: list[tuple[float, int]]
+) -> None:
+    pacer = RefreshPacer(rate=rate, burst=4, credit=4, at=0.0)
+    t, spent = 0.0, 0
+    for dt, want in steps:
+        t += dt
+        n = min(want, pacer.available(t))
+        pacer.spend(n, t)
+        spent += n
+    assert spent <= 4 + rate * t + 1e-6
+
+
+@settings(max_examples=200, deadline=None)
+@given(due=st.integers(0, 20_000), listed_extra=st.integers(0, 20_000))
+def test_the_cheaper_read_is_never_more_calls(due: int, listed_extra: int) -> None:
+    listed = due + listed_extra  # a created-date range lists every due order and more
+    kind = cheaper_read(due, listed)
+    chosen = read_cost(kind, due if kind == "ids" else listed)
+    assert chosen <= read_cost("ids", due)
+    assert chosen <= read_cost("list", listed)
+
+
+def _window(n: int, due_every: int, *, open_every: int = 1) -> list[tuple[OpenOrder, bool]]:
+    out = []
+    for i in range(n):
+        checked = NOW - (timedelta(days=1) if i % due_every == 0 else timedelta(seconds=1))
+        out.append((OpenOrder(str(i), str(i), "processing", checked,
+                              NOW - timedelta(days=3) + timedelta(minutes=i)),
+                    i % open_every == 0))
+    return out
+
+
+def test_a_young_shop_is_re_listed_a_page_at_a_time() -> None:
+    window = _window(100, due_every=1)
+    got = relist_window(window, NOW)
+    assert got == (window[0][0].created_at, window[-1][0].created_at)
+
+
+def test_where_open_orders_are_sparse_they_are_read_by_id() -> None:
+    assert relist_window(_window(100, due_every=1, open_every=2), NOW) is None  # 50: a tie
+    assert relist_window(_window(100, due_every=1, open_every=3), NOW) is None
+    # orders read less than the floor ago do not count
+    assert relist_window(_window(100, due_every=3), NOW, timedelta(minutes=1)) is None
+
+
+def test_an_order_without_a_created_date_ends_the_range() -> None:
+    window = _window(100, due_every=1)
+    o, is_open = window[60]
+    window[60] = (OpenOrder(o.ref, o.order_id, o.order_status, o.last_checked_at, None), is_open)
+    assert relist_window(window, NOW) == (window[0][0].created_at, window[59][0].created_at)
+
+
+def test_calls_to_spare_read_ahead_nearest_to_due_first() -> None:
+    plan = _plan({"processing": 1_000, "completed": 1_000})
+    soon = OpenOrder("a", "1", "completed", NOW - plan.bound + timedelta(seconds=5))
+    later = OpenOrder("b", "2", "completed", NOW - timedelta(seconds=1))
+    assert most_overdue([later, soon], plan, NOW, 50) == []
+    assert most_overdue([later, soon], plan, NOW, 50, ahead=True) == [soon, later]
