@@ -16,7 +16,9 @@ decides, without any I/O:
 * **which orders to read next** — the most overdue against their planned interval
   (:func:`most_overdue`);
 * **how to read them** — ``ids=`` (50 known orders a call) or re-listing their created-date
-  range (100 a call), whichever costs fewer calls (:func:`cheaper_read`).
+  range (100 a call): re-listing where most orders of the range are open and its reads are
+  worth more than the ``ids=`` call's, counting each read by how much of the order's
+  interval has passed (:func:`relist_window`).
 
 With 2 calls/s and the default 30 % share, re-reads get about 0.57 calls/s (28 orders/s):
 in turn, 2,000 open orders are all re-read every 71 s, 20,000 every 12 minutes; statuses
@@ -214,25 +216,56 @@ def cheaper_read(due: int, listed: int) -> Read:
     return "list" if read_cost("list", listed) < read_cost("ids", due) else "ids"
 
 
+def read_worth(order: OpenOrder, plan: RefreshPlan, now: datetime) -> float:
+    """What re-reading ``order`` now is worth: the share of its planned interval that has
+    passed since its last read (0 just read, 1 due now, above 1 overdue; 0 when the plan
+    re-reads nothing). A read ahead of time is not wasted — it pushes the order's next read
+    out — but only by the time that passed, so it is worth that share of a due read."""
+    interval = plan.interval_for(order.order_status)
+    if interval is None:
+        return 0.0
+    return max(0.0, (now - order.last_checked_at) / max(interval, timedelta(milliseconds=1)))
+
+
 def relist_window(
-    window: Sequence[tuple[OpenOrder, bool]], now: datetime, floor: timedelta = timedelta(0)
+    window: Sequence[tuple[OpenOrder, bool]],
+    now: datetime,
+    floor: timedelta = timedelta(0),
+    *,
+    plan: RefreshPlan,
+    chunk: Sequence[OpenOrder],
 ) -> tuple[datetime, datetime] | None:
     """Whether to re-list a page instead of an ``ids=`` call, and which created range.
 
     ``window`` is what the ledger holds from the most urgent order on, by created date (each
-    with whether it is open), at most one page (:data:`LIST_PER_CALL`). Every open order is
-    re-read once a round: by ``ids=`` that costs a call per 50 open orders, by listing a call
-    per 100 orders created (open or not). Returns the created range to list when that is
-    fewer calls for this range — most of its orders open (a young shop, a busy week) — else
-    None. Orders read less than ``floor`` ago do not count; an order without a created date
-    ends the range (it cannot be listed past)."""
+    with whether it is open), at most one page (:data:`LIST_PER_CALL`); ``chunk`` is what the
+    ``ids=`` call would read instead (the most overdue open orders, at most
+    :data:`IDS_PER_CALL`). Returns the created range to list when both hold, else None:
+
+    * it is fewer calls for this range — most of its orders open (a young shop, a busy week):
+      by ``ids=`` a call per 50 open orders, by listing a call per 100 orders created;
+    * its reads are worth more than the ``ids=`` call's, each read weighted by
+      :func:`read_worth` (the share of the order's planned interval that has passed). The
+      100 orders created next to the most overdue one are often not due: re-listing them
+      for the one or two that are (the short-interval statuses, spread over every date)
+      would spend the plan's 50 due reads a call on orders read minutes ago, and the other
+      overdue orders would fall behind the bound.
+
+    Orders read less than ``floor`` ago count for nothing; closed orders in the range are
+    read but worth nothing; an order without a created date ends the range (it cannot be
+    listed past)."""
     dated: list[tuple[OpenOrder, bool]] = []
     for o, is_open in window[:LIST_PER_CALL]:
         if o.created_at is None:
             break
         dated.append((o, is_open))
-    wanted = sum(1 for o, is_open in dated if is_open and now - o.last_checked_at >= floor)
-    if not dated or cheaper_read(wanted, len(dated)) != "list":
+    wanted = [o for o, is_open in dated if is_open and now - o.last_checked_at >= floor]
+    if not dated or cheaper_read(len(wanted), len(dated)) != "list":
+        return None
+    listed = sum(read_worth(o, plan, now) for o in wanted)
+    by_id = sum(read_worth(o, plan, now) for o in chunk[:IDS_PER_CALL]
+                if now - o.last_checked_at >= floor)
+    if listed <= by_id:
         return None
     first, last = dated[0][0].created_at, dated[-1][0].created_at
     assert first is not None and last is not None

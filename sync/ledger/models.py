@@ -68,6 +68,10 @@ class OrderRow(Base):
         Index("ix_ledger_orders_due", "store", "state", "next_attempt_at"),
         Index("ix_ledger_orders_refresh", "store", "terminal", "last_checked_at"),
         Index("ix_ledger_orders_refresh_due", "store", "terminal", "refresh_due_at"),
+        # re-reads: least recently read open orders per status; the created-date window
+        Index("ix_ledger_orders_open_status", "store", "terminal", "order_status",
+              "last_checked_at"),
+        Index("ix_ledger_orders_created", "store", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -429,15 +429,18 @@ class Ledger:
         *,
         created_after: datetime,
         cutoffs: Mapping[str, datetime],
-        other_cutoff: datetime,
+        other_cutoff: datetime | None,
         limit: int,
         checked_before: datetime | None = None,
     ) -> list[OpenOrder]:
         """Open orders read last before their status's cutoff (statuses not in ``cutoffs``,
-        and orders without a status, before ``other_cutoff``), up to ``limit`` per status,
-        least recently read first within each status. The caller merges them
-        (:func:`sync.domain.refresh_plan.most_overdue`). With ``checked_before``, orders
-        read at or after that moment are left out whatever their cutoff."""
+        and orders without a status, before ``other_cutoff``; none of those when it is
+        None), up to ``limit`` per status, least recently read first within each status.
+        The caller merges them (:func:`sync.domain.refresh_plan.most_overdue`). With
+        ``checked_before``, orders read at or after that moment are left out whatever their
+        cutoff. Each status is one indexed read (``ix_ledger_orders_open_status``); the
+        others' read walks the open orders until it finds ``limit`` of them, so a caller
+        that knows there are none passes None."""
         from sync.domain.refresh_plan import OpenOrder
 
         cols = (OrderRow.ref, OrderRow.source_order_id, OrderRow.order_status,
@@ -449,9 +452,10 @@ class Ledger:
             and_(OrderRow.order_status == status, OrderRow.last_checked_at < cut)
             for status, cut in cutoffs.items()
         ]
-        others = or_(OrderRow.order_status.is_(None),
-                     OrderRow.order_status.not_in(list(cutoffs)) if cutoffs else true())
-        groups.append(and_(others, OrderRow.last_checked_at < other_cutoff))
+        if other_cutoff is not None:
+            others = or_(OrderRow.order_status.is_(None),
+                         OrderRow.order_status.not_in(list(cutoffs)) if cutoffs else true())
+            groups.append(and_(others, OrderRow.last_checked_at < other_cutoff))
         out: list[OpenOrder] = []
         with self.session() as s:
             for cond in groups:

@@ -569,13 +569,15 @@ class Poller:
             now = self.clock.now()
             # Every open order read at least the floor ago is a candidate (calls to spare
             # read ahead); per status the least recently read, merged most overdue first.
+            # Orders without a (known) status only when the plan counted some: a status
+            # first seen since the plan is planned, and read, from the next pass on.
             eligible = now - self.policy.refresh_min_interval
             statuses = [s for s in plan.intervals if s != "unknown"]
             due = self.ledger.open_orders_due(
                 self.store,
                 created_after=horizon,
                 cutoffs=dict.fromkeys((s for s in statuses if s), eligible),
-                other_cutoff=eligible,
+                other_cutoff=eligible if "unknown" in plan.intervals else None,
                 limit=IDS_PER_CALL,
                 checked_before=fresh_since,
             )
@@ -586,7 +588,7 @@ class Poller:
             if other:  # e.g. a webhook pass since the last look
                 self._note_other_calls(other, self.clock.monotonic())
                 pacer.absorb(other, self.clock.monotonic())
-            window = self._relist_window(chunk[0], now)
+            window = self._relist_window(chunk, plan, now)
             if window is not None:
                 self._relist(report, *window)
             else:
@@ -597,17 +599,20 @@ class Poller:
             pacer.spend(1 if made is None else max(made, 1), self.clock.monotonic())
 
     def _relist_window(
-        self, oldest_due: OpenOrder, now: datetime
+        self, chunk: Sequence[OpenOrder], plan: RefreshPlan, now: datetime
     ) -> tuple[datetime, datetime, list[tuple[OpenOrder, bool]]] | None:
-        """The created range to re-list instead of an ``ids=`` call, when the orders created
-        from the most urgent one on are mostly open (a young shop, a busy week): one listing
-        call reads up to 100 of them, ``ids=`` only 50. ShopWired only. Returns the range
-        and the ledger's orders in it (each with whether it is open)."""
+        """The created range to re-list instead of reading ``chunk`` (the most overdue
+        first) by ``ids=``, when the orders created from its first one on are mostly open
+        and worth more to read (:func:`~sync.domain.refresh_plan.relist_window`): one
+        listing call reads up to 100 of them, ``ids=`` only 50. ShopWired only. Returns the
+        range and the ledger's orders in it (each with whether it is open)."""
+        oldest_due = chunk[0]
         if oldest_due.created_at is None or self._list_page() is None:
             return None
         window = self.ledger.created_from(self.store, start=oldest_due.created_at,
                                           limit=LIST_PER_CALL)
-        span = relist_window(window, now, self.policy.refresh_min_interval)
+        span = relist_window(window, now, self.policy.refresh_min_interval,
+                             plan=plan, chunk=chunk)
         return None if span is None else (*span, window)
 
     def _list_page(self) -> Callable[..., list[Any]] | None:
