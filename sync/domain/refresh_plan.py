@@ -118,7 +118,8 @@ def plan_refresh(
     if bound_s is None or bound_s > longest:
         bound_s = longest
         stretch = _stretch(groups, capacity, bound_s)
-    intervals = {s: timedelta(seconds=min(t * stretch, bound_s)) for t, _, s in groups}
+    # Rounded *up* to the microsecond: rounding down would plan more reads than fit.
+    intervals = {s: _at_least(min(t * stretch, bound_s)) for t, _, s in groups}
     bound_s = max(i.total_seconds() for i in intervals.values())  # the longest planned
     demand = sum(n / intervals[s].total_seconds() for _, n, s in groups)  # orders/s
     return RefreshPlan(
@@ -128,6 +129,11 @@ def plan_refresh(
         intervals=intervals,
         calls_per_hour=demand * 3600 / IDS_PER_CALL,
     )
+
+
+def _at_least(seconds: float) -> timedelta:
+    """``seconds`` as a timedelta, rounded up to the next microsecond (never shorter)."""
+    return timedelta(microseconds=math.ceil(seconds * 1_000_000 - 1e-6))
 
 
 def _water_fill(groups: list[tuple[float, int, str]], capacity: float,

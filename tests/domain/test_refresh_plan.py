@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from sync.domain.freshness import FRESHNESS, parse_targets, target_for
@@ -147,6 +147,7 @@ statuses = st.sampled_from([None, "processing", "awaiting-payment", "shipped", "
     cps=st.floats(0.01, 5.0),
     floor_s=st.integers(0, 600),
 )
+@example(counts={None: 2}, cps=3.0, floor_s=0)  # an interval rounded down to the µs once overspent
 def test_the_plan_fits_the_budget_and_bounds_every_status(
     counts: dict[str | None, int], cps: float, floor_s: int
 ) -> None:
