@@ -296,11 +296,6 @@ class Settings(BaseSettings):
         "is longer than this: the shop has outgrown polling; set up webhooks.",
     )
 
-    @field_validator("refresh_min_interval", "staleness_alert", mode="before")
-    @classmethod
-    def _refresh_duration(cls, v: Any) -> Any:
-        return parse_duration(v)
-
     @field_validator("freshness_targets")
     @classmethod
     def _freshness_targets(cls, v: str) -> str:
@@ -470,6 +465,8 @@ class Settings(BaseSettings):
         "lease",
         "webhook_replay_window",
         "audit_interval",
+        "refresh_min_interval",
+        "staleness_alert",
         mode="before",
     )
     @classmethod

@@ -371,36 +371,6 @@ class Ledger:
                 )
             )
 
-    def refresh_candidates(
-        self,
-        store: str,
-        *,
-        created_after: datetime,
-        limit: int,
-        now: datetime | None = None,
-        checked_before: datetime | None = None,
-    ) -> list[tuple[str, str]]:
-        """Open (non-terminal) orders whose freshness target has passed, most overdue first:
-        (ref, shop order id). Without ``now`` every open order is a candidate. With
-        ``checked_before``, orders read at or after that moment are left out."""
-        with self.session() as s:
-            q = select(OrderRow.ref, OrderRow.source_order_id).where(
-                OrderRow.store == store,
-                OrderRow.terminal.is_(False),
-                OrderRow.deleted.is_(False),
-                or_(OrderRow.created_at.is_(None), OrderRow.created_at >= created_after),
-            )
-            if now is not None:
-                q = q.where(or_(OrderRow.refresh_due_at.is_(None), OrderRow.refresh_due_at <= now))
-            if checked_before is not None:
-                q = q.where(or_(OrderRow.last_checked_at.is_(None),
-                                OrderRow.last_checked_at < checked_before))
-            rows = s.execute(
-                q.order_by(OrderRow.refresh_due_at.is_not(None), OrderRow.refresh_due_at,
-                           OrderRow.id).limit(limit)
-            )
-            return [(r[0], r[1]) for r in rows]
-
     def _open_orders(self, store: str, created_after: datetime) -> Any:
         """``WHERE`` of the open orders polling re-reads (not terminal, not deleted, within
         the refresh horizon)."""

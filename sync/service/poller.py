@@ -148,7 +148,9 @@ class Poller:
         self._warned_statuses: set[str] = set()
         self._new_orders = 0
         self._analyze_at = ANALYZE_FIRST_AT
-        self._pacer: RefreshPacer | None = None
+        # Re-reads' pacer; its rate is set at each pass. A new poller starts with a full
+        # burst, so a one-off ``ordersync poll --once`` re-reads the most overdue orders too.
+        self._pacer = RefreshPacer(rate=0.0, burst=REFRESH_BURST, credit=REFRESH_BURST)
         self._other_calls: deque[tuple[float, int]] = deque()
         self._alerted_at: float | None = None
         self._plan: RefreshPlan | None = None
@@ -353,14 +355,8 @@ class Poller:
         what changed. Costs one ShopWired call per 50 announced orders."""
         report = PassReport(started_at=self.clock.now())
         self._webhook_refreshes(report)
-        if report.webhook_calls:  # comes first; re-reads get what the share has left
-            mono = self.clock.monotonic()
-            other = self._count_other_calls()
-            other = report.webhook_calls if other is None else other
-            self._note_other_calls(other, mono)
-            if self._pacer is not None:
-                self._pacer.absorb(other, mono)
         if report.webhook_calls:
+            self._account_other_calls(report.webhook_calls)  # re-reads get what is left
             self.log.info("pass.webhooks", store=self.store, calls=report.webhook_calls,
                           refreshed=report.webhook.seen, changed=report.webhook.changed,
                           events=report.webhook.events)
@@ -534,13 +530,11 @@ class Poller:
                  else self.policy.refresh_share)
         share_rate = polling_calls_per_second(self.policy.source_rate, share)
         mono = self.clock.monotonic()
-        other = self._count_other_calls()
-        if other is None:  # a source that does not count its calls: what this pass knows
-            other = report.new_pages + report.webhook_calls
-        self._note_other_calls(other, mono)
-        rate = max(0.0, share_rate - self._reserved_rate(mono))
-        self._refresh_pacer(rate, mono).absorb(other, mono)
-        self._plan = self._plan_refresh(report, rate, share_rate)
+        # A source that does not count its calls: what this pass knows it made.
+        self._account_other_calls(report.new_pages + report.webhook_calls)
+        self._pacer.accrue(mono)  # at the old rate up to now
+        self._pacer.rate = max(0.0, share_rate - self._reserved_rate())
+        self._plan = self._plan_refresh(report, self._pacer.rate, share_rate)
         # Orders read earlier in this pass (the new-order scan) are fresh already.
         self._spend_refresh_credit(report, fresh_since=report.started_at)
 
@@ -548,7 +542,7 @@ class Poller:
         """Between passes (the daemon calls this every tick): re-read the most overdue open
         orders when the polling share has a whole call to spare; returns the calls made.
         Nothing before the first pass has planned."""
-        if self._plan is None or self._plan.bound is None or self._pacer is None:
+        if self._plan is None or self._plan.bound is None:
             return 0
         if self._pacer.available(self.clock.monotonic()) < 1:
             return 0
@@ -560,7 +554,7 @@ class Poller:
         self, report: PassReport, fresh_since: datetime | None = None
     ) -> None:
         plan, pacer = self._plan, self._pacer
-        if plan is None or plan.bound is None or pacer is None:
+        if plan is None or plan.bound is None:
             return
         horizon = self.clock.now() - self.policy.refresh_horizon
         while pacer.available(self.clock.monotonic()) >= 1:
@@ -584,10 +578,7 @@ class Poller:
             chunk = most_overdue(due, plan, now, IDS_PER_CALL, ahead=True)
             if not chunk:
                 return
-            other = self._count_other_calls()
-            if other:  # e.g. a webhook pass since the last look
-                self._note_other_calls(other, self.clock.monotonic())
-                pacer.absorb(other, self.clock.monotonic())
+            self._account_other_calls(0)  # e.g. a webhook pass since the last look
             window = self._relist_window(chunk, plan, now)
             if window is not None:
                 self._relist(report, *window)
@@ -673,26 +664,22 @@ class Poller:
             self._handle_missing(missing, report, told_deleted=told)
         self.dispatcher.dispatch(self.store, result.to_push)
 
-    def _refresh_pacer(self, rate: float, mono: float) -> RefreshPacer:
-        """The pacer of this poller, at ``rate`` (the share changes with webhook health).
-        A new poller starts with a full burst, so a one-off ``ordersync poll --once``
-        re-reads the most overdue orders too."""
-        if self._pacer is None:
-            self._pacer = RefreshPacer(rate=rate, burst=REFRESH_BURST, credit=REFRESH_BURST,
-                                       at=mono)
-        else:
-            self._pacer.accrue(mono)
-            self._pacer.rate = rate
-        return self._pacer
-
-    def _note_other_calls(self, calls: int, mono: float) -> int:
-        """Remember the scan's and webhook refreshes' calls (for :meth:`_reserved_rate`)."""
+    def _account_other_calls(self, fallback: int) -> None:
+        """Account the source calls made outside the re-reads since the last look (scan
+        pages, webhook refreshes, the status list, audits, their retries; ``fallback`` when
+        the source does not count its calls): remembered for :meth:`_reserved_rate`, and
+        they use up the pacer's saved burst credit (no re-read burst right after them)."""
+        counted = self._count_other_calls()
+        calls = fallback if counted is None else counted
+        if not calls:
+            return
+        mono = self.clock.monotonic()
         self._other_calls.append((mono, calls))
         while self._other_calls and self._other_calls[0][0] < mono - RESERVED_WINDOW:
             self._other_calls.popleft()
-        return calls
+        self._pacer.absorb(calls, mono)
 
-    def _reserved_rate(self, mono: float) -> float:
+    def _reserved_rate(self) -> float:
         """Calls per second the new-order scan and webhook refreshes took lately."""
         return sum(n for _, n in self._other_calls) / RESERVED_WINDOW
 

@@ -128,11 +128,15 @@ def test_ids_or_relist_whichever_is_fewer_calls() -> None:
     assert cheaper_read(due=50, listed=100) == "ids"  # a tie goes to ids=
 
 
-def test_the_pacer_never_bursts_and_pays_scans_first() -> None:
+def test_the_pacer_never_bursts_and_a_scan_only_uses_up_saved_credit() -> None:
     pacer = RefreshPacer(rate=0.6, burst=4, credit=4, at=0.0)
     assert pacer.available(0.0) == 4
-    pacer.spend(21, 0.0)  # the install's scan
-    assert pacer.available(10.0) == 0
+    pacer.absorb(21, 0.0)  # the install's scan: no re-read burst right after it ...
+    assert pacer.available(0.0) == 0
+    assert pacer.available(2.0) == 1  # ... but re-reads resume at the rate, not 35 s later
+    pacer.spend(1, 2.0)  # a re-read (and its retries) is paid in full
+    pacer.spend(2, 2.0)
+    assert pacer.available(5.0) == 0  # 1.8 accrued against 2 overspent
     assert pacer.available(3600.0) == 4  # an idle hour is still only a burst of 4
     assert pacer.pause() == pytest.approx(1 / 0.6)
 

@@ -233,25 +233,3 @@ def test_a_429_storm_delays_orders_without_burning_their_attempts(harness: Harne
     counts = harness.rt.ledger.counts(harness.store)
     assert counts.orders[OrderState.SYNCED] == len(_in_scope(harness))
     assert counts.orders[OrderState.DEAD] == 0
-
-
-def test_the_refresh_budget_goes_to_orders_whose_status_changes_soonest(
-    harness: Harness,
-) -> None:
-    harness.run()
-    harness.clock.advance(15 * 60)
-    now = harness.clock.now()
-    # (the poller uses these targets while webhooks are healthy; without, it reads every
-    # open order each pass, most overdue first)
-    due = {ref for ref, _ in harness.rt.ledger.refresh_candidates(
-        harness.store, created_after=now - timedelta(days=90), limit=10_000, now=now)}
-    rows = {r.ref: r for r in harness.rt.ledger.all_orders(harness.store)}
-    statuses = {rows[ref].order_status for ref in due}
-    assert statuses and statuses <= {"awaiting-payment", "processing", "pending",
-                                     "awaiting-fulfillment", "under-review", "unknown"}
-    assert not any(rows[ref].order_status in ("shipped", "completed") for ref in due)
-    harness.clock.advance(13 * 3600)
-    now = harness.clock.now()
-    later = {ref for ref, _ in harness.rt.ledger.refresh_candidates(
-        harness.store, created_after=now - timedelta(days=90), limit=10_000, now=now)}
-    assert any(rows[ref].order_status in ("shipped", "completed") for ref in later)
