@@ -67,6 +67,7 @@ DURATION_RANGES: dict[str, tuple[float, float]] = {
     "lease": (MIN_LEASE.total_seconds(), _DAY),
     "webhook_replay_window": (60, 30 * _DAY),
     "audit_interval": (0, 30 * _DAY),
+    "poller_lease": (10, 3600),
 }
 
 
@@ -368,6 +369,19 @@ class Settings(BaseSettings):
         "At least 90s: longer than the worst wait before a worker's UpdateOrder reaches "
         "WiredPlus (30s client-side rate wait + 10s connect + 30s read), so a slow push "
         "never lands after a newer one taken over from it.",
+    )
+    stores_file: Path | None = _env(
+        "ORDERSYNC_STORES",
+        None,
+        "TOML registry of the stores this deployment serves (`[stores.NAME]` tables; see "
+        "docs/STORES.md). Stores may also be added with `ordersync stores add`; the store "
+        "configured by the variables above is served too, when its credentials are set.",
+    )
+    poller_lease: timedelta = _env(
+        "ORDERSYNC_POLLER_LEASE",
+        timedelta(seconds=30),
+        "How long a poller process holds a store without renewing; when a poller dies, "
+        "another takes its stores within this period. Renewed every third of it.",
     )
     shopwired_webhook_secret: SecretStr | None = _env(
         "SHOPWIRED_WEBHOOK_SECRET",

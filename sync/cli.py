@@ -87,6 +87,12 @@ dlq_app = typer.Typer(
     help="Dead letters: orders that could not be delivered.", no_args_is_help=True
 )
 app.add_typer(dlq_app, name="dlq")
+stores_app = typer.Typer(
+    help="The stores this deployment serves: add, list, show, pause, resume, remove. "
+    "Changes reach running pollers within seconds; no restart.",
+    no_args_is_help=True,
+)
+app.add_typer(stores_app, name="stores")
 out = Console(markup=False, highlight=False, emoji=False)
 err = Console(stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True)
 
@@ -126,13 +132,34 @@ def _friendly() -> Iterator[None]:
         raise _fail(str(exc)) from None
 
 
-def _settings() -> Settings:
+def _settings(store: str | None = None) -> Settings:
+    """The deployment's settings, or with ``store`` that store's (from the registry:
+    ``default`` is the store configured by the environment)."""
     with _friendly():
         settings = load_settings()
     from sync.logs import configure
 
     configure(settings.log_format, settings.log_level)
-    return settings
+    if store is None:
+        return settings
+    from sync.ledger.fleet import FleetLedger
+    from sync.ledger.store import Ledger
+    from sync.service.runtime import find_store
+
+    ledger = Ledger(settings.database_url)
+    try:
+        with _friendly():
+            ledger.check_schema()
+            return find_store(settings, FleetLedger(ledger), store)
+    finally:
+        ledger.dispose()
+
+
+StoreOption = Annotated[
+    str | None,
+    typer.Option("--store", help="Which store (see `ordersync stores list`; `default` is the "
+                 "one configured by the environment)."),
+]
 
 
 def _runtime(settings: Settings, **kw: Any) -> Any:
@@ -154,28 +181,6 @@ def _serve_metrics(settings: Settings, log: Any, *, multiprocess: bool = False) 
                       stores=[settings.store], multiprocess=multiprocess)
     except OSError as exc:
         log.warning("metrics.unavailable", port=settings.metrics_port, error=str(exc))
-
-
-def _dispatcher_for(settings: Settings, runtime_clock: Any = None) -> Any:
-    """Embedded mode pushes in-process; with REDIS_URL the poller enqueues Celery tasks."""
-    if settings.embedded:
-        return None
-    from sync.clock import SystemClock
-    from sync.service.dispatch import QueueDispatcher
-    from workers.app import make_app
-
-    celery = make_app(settings.redis_url)
-
-    def send(store: str, ref: str) -> None:
-        celery.send_task("ordersync.push_order", args=[store, ref])
-
-    def send_many(store: str, refs: list[str]) -> None:
-        celery.send_task("ordersync.push_orders", args=[store, refs])
-
-    from sync.service.runtime import push_batch_size
-
-    return QueueDispatcher(send=send, send_many=send_many, clock=runtime_clock or SystemClock(),
-                           batch=push_batch_size(settings))
 
 
 class _Stopper:
@@ -200,42 +205,43 @@ class _Stopper:
 
 @app.command()
 def run() -> None:
-    """Poll forever. With REDIS_URL set it enqueues pushes for workers, else pushes in-process."""
+    """Poll every store this deployment serves, forever (see `ordersync stores`). With
+    REDIS_URL set it enqueues pushes for workers, else pushes in-process. Several `run`
+    processes share the stores through leases in the ledger."""
     settings = _settings()
-    from sync.service.daemon import run_forever
+    from sync.service.runtime import build_fleet
 
-    rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
+    with _friendly():
+        fleet = build_fleet(settings)
     stopper = _Stopper()
     stopper.install()
-    rt.poller.stop_requested = stopper.event.is_set
-    if hasattr(rt.dispatcher, "should_stop"):
-        rt.dispatcher.should_stop = stopper.event.is_set
-    _serve_metrics(settings, rt.log)
-    rt.log.info(
+    _serve_metrics(settings, fleet.log)
+    fleet.log.info(
         "daemon.start",
-        store=settings.store,
+        owner=fleet.owner,
         mode="embedded" if settings.embedded else "broker",
         poll_interval=settings.poll_interval,
     )
     try:
-        run_forever(rt, settings.poll_interval, stopper.event)
+        fleet.run(stopper.event)
     except FatalError as exc:
-        rt.log.critical("daemon.fatal", error=str(exc))
+        fleet.log.critical("daemon.fatal", error=str(exc))
         raise _fail(str(exc)) from None
     finally:
-        rt.close()
-    rt.log.info("daemon.stop", store=settings.store)
+        fleet.ledger.ledger.dispose()
+    fleet.log.info("daemon.stop", owner=fleet.owner)
 
 
 @app.command()
 def poll(
     once: Annotated[bool, typer.Option("--once", help="Run one complete pass and exit.")] = False,
+    store: StoreOption = None,
 ) -> None:
     """One complete pass (exit 0 when it succeeded). In embedded mode all pushes finish first."""
     if not once:
         raise _fail("use `ordersync poll --once` (or `ordersync run` to poll forever)")
-    settings = _settings()
-    rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
+    settings = _settings(store)
+    rt = _runtime(settings)
     try:
         with _friendly():
             report = rt.poller.run_pass()
@@ -274,12 +280,13 @@ def backfill(
     until: Annotated[
         str | None, typer.Option(help="Last created date (default: now).")
     ] = None,
+    store: StoreOption = None,
 ) -> None:
     """Import history into WiredPlus. Never emits events: no customer is mailed about it."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    settings = _settings()
-    rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
+    settings = _settings(store)
+    rt = _runtime(settings)
     start = _parse_when(since, "--since")
     end = _parse_when(until, "--until") if until else rt.clock.now()
     if end < start:
@@ -343,6 +350,102 @@ def _age(seconds: float | None) -> str:
         return "—"
     return f"{seconds:.0f} s" if seconds < 120 else (
         f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h")
+
+
+def _store_state(settings: Settings) -> dict[str, Any]:
+    """Pause and health of one store as ``fleet_store_states`` holds them."""
+    from sync.ledger.fleet import FleetLedger
+    from sync.ledger.store import Ledger
+
+    ledger = Ledger(settings.database_url)
+    try:
+        st = FleetLedger(ledger).states().get(settings.store)
+        lease = FleetLedger(ledger).leases().get(settings.store)
+    finally:
+        ledger.dispose()
+    return _state_dict(st, lease)
+
+
+def _state_dict(st: Any, lease: Any) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    return {
+        "paused": bool(st and st.paused),
+        "paused_reason": st.paused_reason if st else None,
+        "health": st.health if st else "unknown",
+        "health_reason": st.health_reason if st else None,
+        "health_since": st.health_since.isoformat() if st and st.health_since else None,
+        "retry_at": st.retry_at.isoformat() if st and st.retry_at else None,
+        "polled_by": lease.owner if lease and lease.expires_at > now else None,
+    }
+
+
+def _state_text(state: dict[str, Any]) -> str:
+    """One phrase: what is wrong with the store and why, or that it is fine."""
+    if state["paused"]:
+        return "paused" + (f": {state['paused_reason']}" if state["paused_reason"] else "")
+    health = state["health"]
+    if health in ("ok", "unknown"):
+        return "ok" if state["polled_by"] or health == "ok" else "waiting for a poller"
+    what = {"credentials": "credentials refused", "unreachable": "API failing",
+            "config": "configuration invalid"}.get(health, health)
+    retry = f" (retried {state['retry_at'][11:19]} UTC)" if state["retry_at"] else ""
+    return f"{what} since {str(state['health_since'])[:19]}: {state['health_reason']}{retry}"
+
+
+def _fleet_status(settings: Settings) -> list[dict[str, Any]] | None:
+    """One row per store of the registry, or None when the deployment serves only the store
+    configured by the environment (then ``status`` shows that store in detail)."""
+    from sync.ledger.fleet import FleetLedger
+    from sync.ledger.store import LAST_PASS_OK, WATERMARK, Ledger
+    from sync.service.runtime import registry_loader
+
+    ledger = Ledger(settings.database_url)
+    try:
+        with _friendly():
+            ledger.check_schema()
+            fleet = FleetLedger(ledger)
+            specs = registry_loader(settings, fleet)()
+        if all(sp.origin == "environment" for sp in specs):
+            return None
+        states, leases = fleet.states(), fleet.leases()
+        now = datetime.now(UTC)
+        rows = []
+        for sp in specs:
+            counts = ledger.counts(sp.name)
+            wm = ledger.get_cursor(sp.name, WATERMARK)
+            dead = (counts.orders.get("dead", 0) + counts.orders.get("skipped", 0)
+                    + counts.events.get("dead", 0))
+            rows.append({
+                "store": sp.name, "source": sp.source, "declared_in": sp.origin,
+                **_state_dict(states.get(sp.name), leases.get(sp.name)),
+                "orders": counts.orders, "events": counts.events, "dead_letters": dead,
+                "last_successful_pass": ledger.get_cursor(sp.name, LAST_PASS_OK),
+                "watermark_lag_seconds": round((now - datetime.fromisoformat(wm))
+                                               .total_seconds(), 1) if wm else None,
+            })
+    finally:
+        ledger.dispose()
+    return rows
+
+
+def _print_fleet_status(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps({"stores": rows}, indent=2))
+        return
+    t = SafeTable(title=f"ordersync — {len(rows)} stores (`ordersync status --store NAME` for "
+                  "one in detail)")
+    for col in ("store", "source", "state", "synced", "pending", "dead letters", "last pass",
+                "lag", "polled by"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        bad = r["paused"] or r["health"] not in ("ok", "unknown")
+        t.add_row(r["store"], r["source"], _state_text(r), str(r["orders"].get("synced", 0)),
+                  str(r["orders"].get("pending", 0)), str(r["dead_letters"]),
+                  str(r["last_successful_pass"] or "never")[:19],
+                  _age(r["watermark_lag_seconds"]), r["polled_by"] or "—",
+                  style="red" if r["health"] in ("credentials", "config") else
+                  ("yellow" if bad else ""))
+    out.print(t)
 
 
 def _status_data(settings: Settings) -> dict[str, Any]:
@@ -415,16 +518,28 @@ def _status_data(settings: Settings) -> dict[str, Any]:
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    store: StoreOption = None,
 ) -> None:
-    """Counts by state, watermark and lag, last errors."""
+    """Counts by state, watermark and lag, last errors. With several stores: one line per
+    store (pause, health and its reason, who polls it); ``--store NAME`` for one in detail."""
     settings = _settings()
+    fleet_rows = None if store else _fleet_status(settings)
+    if fleet_rows is not None:
+        _print_fleet_status(fleet_rows, as_json)
+        return
+    if store:
+        settings = _settings(store)
     data = _status_data(settings)
+    data["state"] = _store_state(settings)
     if as_json:
         typer.echo(json.dumps(data, indent=2))
         return
     t = SafeTable(title=f"ordersync — store {data['store']} ({data['mode']} mode)")
     t.add_column("what")
     t.add_column("value", overflow="fold")
+    state = data["state"]
+    if state["paused"] or state["health"] not in ("ok", "unknown"):
+        t.add_row("[bold red]store[/]", _state_text(state))
     t.add_row("orders", ", ".join(f"{k}: {v}" for k, v in data["orders"].items()))
     t.add_row("events", ", ".join(f"{k}: {v}" for k, v in data["events"].items()))
     t.add_row("watermark", str(data["watermark"] or "— (no pass yet)"))
@@ -481,11 +596,14 @@ def status(
 
 
 @app.command()
-def show(order_id: Annotated[str, typer.Argument(help="ShopWired order id or reference.")]) -> None:
+def show(
+    order_id: Annotated[str, typer.Argument(help="ShopWired order id or reference.")],
+    store: StoreOption = None,
+) -> None:
     """That order's ledger record, events and history."""
     from sync.ledger.store import Ledger
 
-    settings = _settings()
+    settings = _settings(store)
     ledger = Ledger(settings.database_url)
     with _friendly():
         ledger.check_schema()
@@ -566,9 +684,9 @@ def _read(path: str) -> str:
 
 
 @app.command()
-def check() -> None:
+def check(store: StoreOption = None) -> None:
     """Check configuration, credentials and reachability of both APIs."""
-    settings = _settings()
+    settings = _settings(store)
     ok = True
     with _friendly():  # "valid" only when the daemon would start with it
         settings.require_credentials()
@@ -617,11 +735,12 @@ def check() -> None:
 def dlq_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
     limit: Annotated[int, typer.Option(help="At most this many rows.")] = 200,
+    store: StoreOption = None,
 ) -> None:
     """Orders and events that could not be delivered, and orders that cannot be mapped."""
     from sync.ledger.store import Ledger
 
-    settings = _settings()
+    settings = _settings(store)
     ledger = Ledger(settings.database_url)
     try:
         with _friendly():
@@ -655,12 +774,13 @@ def dlq_replay(
         list[str] | None, typer.Argument(help="Order ids, references or api_reference_ids.")
     ] = None,
     replay_all: Annotated[bool, typer.Option("--all", help="Replay every dead letter.")] = False,
+    store: StoreOption = None,
 ) -> None:
     """Send dead letters through the normal path again (pending, attempts reset)."""
     if not order_ids and not replay_all:
         raise _fail("name the orders to replay, or use --all", 2)
-    settings = _settings()
-    rt = _runtime(settings, dispatcher=_dispatcher_for(settings))
+    settings = _settings(store)
+    rt = _runtime(settings)
     try:
         refs = rt.ledger.replay(settings.store, None if replay_all else order_ids,
                                 rt.clock.now())
@@ -674,6 +794,175 @@ def dlq_replay(
     mode = "pushed now" if settings.embedded else "queued for the workers"
     out.print(f"replayed {len(refs)} order(s), {mode}; ledger: "
               + ", ".join(f"{k} {v}" for k, v in counts.orders.items()))
+
+
+@contextmanager
+def _fleet_ledger(settings: Settings) -> Iterator[Any]:
+    from sync.ledger.fleet import FleetLedger
+    from sync.ledger.store import Ledger
+
+    ledger = Ledger(settings.database_url)
+    try:
+        with _friendly():
+            if settings.embedded:
+                ledger.create_schema()
+            else:
+                ledger.check_schema()
+        yield FleetLedger(ledger)
+    finally:
+        ledger.dispose()
+
+
+def _pairs(items: list[str] | None, option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _fail(f"{option} {item!r}: use FIELD=VALUE")
+        pairs[key.strip().lower()] = value.strip()
+    return pairs
+
+
+@stores_app.command("add")
+def stores_add(
+    name: Annotated[str, typer.Argument(help="Store name (a-z 0-9 . _ -).")],
+    source: Annotated[str, typer.Option(help="shopwired or elasticpath.")] = "shopwired",
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="A setting, FIELD=VALUE (Settings field names, e.g. shopwired_api_key=…, "
+        "wiredplus_api_user=…, start_date=2026-11-01, status_map=/etc/ordersync/acme.toml, "
+        "shopwired_rate=2). Repeatable.")] = None,
+    secret_env: Annotated[list[str] | None, typer.Option(
+        "--secret-env", help="A secret read from an environment variable of the pollers and "
+        "workers, FIELD=VAR (e.g. shopwired_api_secret=ACME_SW_SECRET). Repeatable.")] = None,
+    secret_file: Annotated[list[str] | None, typer.Option(
+        "--secret-file", help="A secret read from a file, FIELD=PATH. Repeatable.")] = None,
+) -> None:
+    """Add a store; running pollers start syncing it within seconds. Secrets are never given
+    here: only where the pollers and workers read them (--secret-env / --secret-file)."""
+    from sync.registry import parse_spec, store_settings
+
+    settings = _settings()
+    table: dict[str, Any] = {"source": source, **_pairs(set_, "--set")}
+    table.update({f"{k}_env": v for k, v in _pairs(secret_env, "--secret-env").items()})
+    table.update({f"{k}_file": v for k, v in _pairs(secret_file, "--secret-file").items()})
+    with _friendly():
+        spec = parse_spec(name, table, "ledger")
+        store = store_settings(settings, spec)  # values checked now, not by the poller
+    missing = ""
+    try:
+        store.require_credentials()
+    except FatalError as exc:
+        missing = str(exc)
+    from sync.service.runtime import registry_loader
+
+    with _fleet_ledger(settings) as fleet, _friendly():
+        existing = {s.name: s for s in registry_loader(settings, fleet)()}
+        if name in existing:
+            raise _fail(f"store {name} exists already (declared in {existing[name].origin})")
+        fleet.add_store(spec, datetime.now(UTC))
+    out.print(f"store {name} added ({source}); running pollers pick it up within seconds")
+    if missing:
+        out.print(_mark(False, f"not here: {missing.replace('missing configuration: ', '')} "
+                               "— the pollers and workers must have them"))
+
+
+@stores_app.command("list")
+def stores_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every store, where it is declared, its state and which poller polls it."""
+    from sync.service.runtime import registry_loader
+
+    settings = _settings()
+    with _fleet_ledger(settings) as fleet, _friendly():
+        specs = registry_loader(settings, fleet)()
+        states, leases = fleet.states(), fleet.leases()
+    rows = [{"store": sp.name, "source": sp.source, "declared_in": sp.origin,
+             **_state_dict(states.get(sp.name), leases.get(sp.name))} for sp in specs]
+    if as_json:
+        typer.echo(json.dumps({"stores": rows}, indent=2))
+        return
+    t = SafeTable(title=f"{len(rows)} stores")
+    for col in ("store", "source", "declared in", "state", "polled by"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["store"], r["source"], r["declared_in"], _state_text(r),
+                  r["polled_by"] or "—")
+    out.print(t)
+
+
+def _find_spec(settings: Settings, fleet: Any, name: str) -> Any:
+    from sync.registry import resolve_name
+    from sync.service.runtime import registry_loader
+
+    with _friendly():
+        specs = registry_loader(settings, fleet)()
+    name = resolve_name(name, specs)
+    for sp in specs:
+        if sp.name == name:
+            return sp
+    raise _fail(f"no store named {name!r} (stores: "
+                f"{', '.join(sp.name for sp in specs) or 'none'})", 1)
+
+
+@stores_app.command("show")
+def stores_show(name: Annotated[str, typer.Argument(help="Store name.")]) -> None:
+    """A store's settings (secrets shown as where they are read from) and state."""
+    settings = _settings()
+    with _fleet_ledger(settings) as fleet:
+        spec = _find_spec(settings, fleet, name)
+        state = _state_dict(fleet.states().get(spec.name), fleet.leases().get(spec.name))
+    t = SafeTable(title=f"store {spec.name} — declared in {spec.origin}")
+    t.add_column("setting")
+    t.add_column("value", overflow="fold")
+    if spec.origin == "environment":
+        t.add_row("(all)", "the environment's settings (`ordersync config-docs`)")
+    for key, value in spec.describe().items():
+        t.add_row(key, value)
+    t.add_row("state", _state_text(state))
+    t.add_row("polled by", state["polled_by"] or "—")
+    out.print(t)
+
+
+@stores_app.command("pause")
+def stores_pause(
+    name: Annotated[str, typer.Argument(help="Store name.")],
+    reason: Annotated[str | None, typer.Option(help="Shown in `status`.")] = None,
+) -> None:
+    """Stop polling a store (its pending pushes wait in the ledger) until `resume`."""
+    settings = _settings()
+    with _fleet_ledger(settings) as fleet:
+        spec = _find_spec(settings, fleet, name)
+        fleet.set_paused(spec.name, True, reason, datetime.now(UTC))
+    out.print(f"store {spec.name} paused; its poller stops it after the current step")
+
+
+@stores_app.command("resume")
+def stores_resume(name: Annotated[str, typer.Argument(help="Store name.")]) -> None:
+    """Poll a paused store again (within seconds)."""
+    settings = _settings()
+    with _fleet_ledger(settings) as fleet:
+        spec = _find_spec(settings, fleet, name)
+        fleet.set_paused(spec.name, False, None, datetime.now(UTC))
+    out.print(f"store {spec.name} resumed")
+
+
+@stores_app.command("remove")
+def stores_remove(name: Annotated[str, typer.Argument(help="Store name.")]) -> None:
+    """Stop serving a store added with `stores add`. Its ledger rows are kept: adding it
+    again under the same name resumes where it stopped (nothing re-sent)."""
+    settings = _settings()
+    with _fleet_ledger(settings) as fleet:
+        spec = _find_spec(settings, fleet, name)
+        if spec.origin == "file":
+            raise _fail(f"store {spec.name} is declared in {settings.stores_file}: remove it "
+                        "there (or `stores pause` it)", 1)
+        if spec.origin == "environment":
+            raise _fail(f"store {spec.name} is configured by the environment: unset its "
+                        "credentials (or `stores pause` it)", 1)
+        fleet.remove_store(spec.name)
+    out.print(f"store {spec.name} removed; its poller stops it within seconds")
+
 
 
 @app.command("config-docs")
@@ -748,12 +1037,13 @@ def audit(
         bool, typer.Option("--repair", help="Queue the missing orders for the next pass.")
     ] = False,
     days: Annotated[int, typer.Option(help="Window size in days.")] = 7,
+    store: StoreOption = None,
 ) -> None:
     """Compare the shop's order counts per created-date window with the ledger; list what is
     missing. Exit 1 when something is missing (and not repaired)."""
     from datetime import timedelta
 
-    settings = _settings()
+    settings = _settings(store)
     rt = _runtime(settings)
     try:
         now = rt.clock.now()

@@ -122,21 +122,21 @@ def start_worker(broker_url: str, *, concurrency: int, loglevel: str) -> bool:
 
 
 class _WorkerRuntime:
-    """What a worker process holds: the pusher (ledger + WiredPlus), built once per process.
-    It serves every store and source in the ledger and needs only WiredPlus credentials."""
+    """What a worker process holds: one pusher per store (its own WiredPlus account and
+    limiter) over one ledger, built when the store's first task arrives
+    (:class:`sync.service.runtime.StorePushers`)."""
 
     def __init__(self) -> None:
         from sync.logs import configure, get_logger
-        from sync.service.runtime import build_pusher
+        from sync.service.runtime import StorePushers
 
         settings = load_settings()
         configure(settings.log_format, settings.log_level)
         self.log = get_logger("ordersync")
-        self.pusher, self._ledger, self._wiredplus = build_pusher(settings, create_schema=False)
+        self.pushers = StorePushers(settings)
 
     def close(self) -> None:
-        self._wiredplus.close()
-        self._ledger.dispose()
+        self.pushers.close()
 
 
 _runtime: Any = None
@@ -158,9 +158,9 @@ def push_order(store: str, ref: str) -> str:
 
     runtime = _get_runtime()
     try:
-        return str(runtime.pusher.push(store, ref).outcome)
+        return str(runtime.pushers.for_store(store).push(store, ref).outcome)
     except FatalError as exc:
-        runtime.log.critical("worker.fatal", error=str(exc), hint="fix the configuration")
+        _refused(runtime, store, exc)
         raise
 
 
@@ -177,12 +177,21 @@ def push_orders(store: str, refs: list[str]) -> dict[str, int]:
     runtime = _get_runtime()
     outcomes: Counter[str] = Counter()
     try:
-        for result in runtime.pusher.push_many(store, refs):
+        for result in runtime.pushers.for_store(store).push_many(store, refs):
             outcomes[str(result.outcome)] += 1
     except FatalError as exc:
-        runtime.log.critical("worker.fatal", error=str(exc), hint="fix the configuration")
+        _refused(runtime, store, exc)
         raise
     return dict(outcomes)
+
+
+def _refused(runtime: Any, store: str, exc: Exception) -> None:
+    """A store's WiredPlus credentials were refused or it is not configured: say so; the
+    next task for it rebuilds its pusher (a fixed secret is picked up without a restart).
+    Its orders stay pending in the ledger; the poller's sweep sends them again."""
+    runtime.pushers.forget(store)
+    runtime.log.critical("worker.fatal", store=store, error=str(exc),
+                         hint="fix the store's configuration")
 
 
 @worker_process_shutdown.connect  # type: ignore[untyped-decorator]

@@ -193,3 +193,59 @@ class RefreshRequestRow(Base):
     reason: Mapped[str] = mapped_column(String(64))
     priority: Mapped[int] = mapped_column(Integer, default=0)  # lower = sooner
     requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StoreRow(Base):
+    """A store added with ``ordersync stores add`` (stores declared in ``ORDERSYNC_STORES``
+    live in that file instead). ``spec`` is JSON: setting overrides and *references* to
+    secrets (``{"env": NAME}`` / ``{"file": PATH}``) — never a secret's value."""
+
+    __tablename__ = "fleet_stores"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    spec: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class StoreStateRow(Base):
+    """What an operator or the poller decided about a store: paused by an operator (with a
+    reason), and its health as the poller last saw it — ``ok``, ``credentials`` (the API
+    refused them: retried with back-off, never given up) or ``unreachable`` (the API is down
+    or failing) — with the reason, since when, and when it is tried again."""
+
+    __tablename__ = "fleet_store_states"
+
+    store: Mapped[str] = mapped_column(String(64), primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    health: Mapped[str] = mapped_column(String(16), default="ok")
+    health_reason: Mapped[str | None] = mapped_column(Text)
+    health_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PollerLeaseRow(Base):
+    """Which poller process polls a store, until when. A poller renews its leases well within
+    the period; one that dies stops renewing and another takes the store once it expired."""
+
+    __tablename__ = "fleet_poller_leases"
+
+    store: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(128))
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class PollerRow(Base):
+    """A live poller process (heartbeat): pollers share the stores evenly between those seen
+    within one lease period."""
+
+    __tablename__ = "fleet_pollers"
+
+    owner: Mapped[str] = mapped_column(String(128), primary_key=True)
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -6,8 +6,10 @@ injected so tests and the demo run the real wiring against the sandbox.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -18,11 +20,20 @@ from sync.domain.freshness import parse_targets
 from sync.domain.mapping import MappingContext, parse_custom_fields, parse_payment_types
 from sync.domain.status_map import StatusMap, StatusMapError
 from sync.errors import ConfigError
+from sync.ledger.fleet import FleetLedger
 from sync.ledger.store import Ledger
 from sync.logs import get_logger
 from sync.ratelimit import HourlyBudget, LeakyBucket, Limiter
+from sync.registry import (
+    StoreSpec,
+    environment_store,
+    merge,
+    parse_registry_file,
+    resolve_name,
+    store_settings,
+)
 from sync.service.audit import Auditor
-from sync.service.dispatch import Dispatcher, InlineDispatcher
+from sync.service.dispatch import Dispatcher, InlineDispatcher, QueueDispatcher
 from sync.service.ingest import Ingestor
 from sync.service.poller import Poller, PollPolicy
 from sync.service.push import Pusher, PushPolicy
@@ -31,6 +42,9 @@ from sync.sources.base import Source
 from sync.sources.shopwired import ShopWiredClient
 from sync.sources.shopwired_source import ShopWiredSource
 from sync.webhook.inbox import WebhookInbox
+
+if TYPE_CHECKING:
+    from sync.service.fleet import Fleet, FleetPolicy
 
 
 def load_status_map(settings: Settings) -> StatusMap:
@@ -98,11 +112,13 @@ class Runtime:
     poller: Poller
     dispatcher: Dispatcher
     log: Any
+    owns_ledger: bool = True  # False when the ledger is shared by several stores' runtimes
 
     def close(self) -> None:
         self.source.close()
         self.wiredplus.close()
-        self.ledger.dispose()
+        if self.owns_ledger:
+            self.ledger.dispose()
 
 
 def push_batch_size(settings: Settings) -> int:
@@ -220,6 +236,24 @@ def build_pusher(
     return _pusher(settings, ledger, wiredplus, clock, log), ledger, wiredplus
 
 
+def queue_dispatcher(settings: Settings, clock: Clock, celery: Any = None) -> QueueDispatcher:
+    """Broker mode: each batch of due orders becomes one Celery task for the workers.
+    ``celery`` (a :class:`celery.Celery`) may be shared by several stores' dispatchers."""
+    if celery is None:
+        from workers.app import make_app
+
+        celery = make_app(settings.redis_url)
+
+    def send(store: str, ref: str) -> None:
+        celery.send_task("ordersync.push_order", args=[store, ref])
+
+    def send_many(store: str, refs: list[str]) -> None:
+        celery.send_task("ordersync.push_orders", args=[store, refs])
+
+    return QueueDispatcher(send=send, send_many=send_many, clock=clock,
+                           batch=push_batch_size(settings))
+
+
 def build_runtime(
     settings: Settings,
     *,
@@ -229,17 +263,32 @@ def build_runtime(
     elasticpath_transport: httpx.BaseTransport | None = None,
     dispatcher: Dispatcher | None = None,
     create_schema: bool = True,
+    ledger: Ledger | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    celery: Any = None,
 ) -> Runtime:
     """Assemble one store's sync for ``settings``. Raises ConfigError for missing
-    credentials (named) or a database schema this version cannot use."""
+    credentials (named) or a database schema this version cannot use.
+
+    The dispatcher is the one given, else in-process pushes in embedded mode and Celery
+    tasks (on ``celery``, or an app of its own) when a broker is configured. ``ledger`` is
+    shared with other stores' runtimes when given (then :meth:`Runtime.close` leaves it open;
+    ``create_schema`` is ignored). ``should_stop`` (e.g. SIGTERM received) makes the pass and
+    the in-process pushes stop after the current step, leaving the rest pending."""
     settings.require_credentials()
     clock = clock or SystemClock()
-    log = get_logger("ordersync")
+    log = get_logger("ordersync").bind(store=settings.store)
     status_map = load_status_map(settings)
-    ledger = _open_ledger(settings, create_schema)
-    src_limiter, wp_limiter = _limiters(settings, clock)
-    source, ep_client = _source(settings, clock, src_limiter, shopwired_transport,
-                                elasticpath_transport)
+    owns_ledger = ledger is None
+    ledger = ledger or _open_ledger(settings, create_schema)
+    try:
+        src_limiter, wp_limiter = _limiters(settings, clock)
+        source, ep_client = _source(settings, clock, src_limiter, shopwired_transport,
+                                    elasticpath_transport)
+    except Exception:
+        if owns_ledger:
+            ledger.dispose()
+        raise
     wiredplus = _wiredplus(settings, clock, wp_limiter, wiredplus_transport)
     pusher = _pusher(settings, ledger, wiredplus, clock, log,
                      after_create=_write_back(settings, ep_client, log))
@@ -252,9 +301,13 @@ def build_runtime(
         first_sight_window=settings.first_sight_event_window,
         log=log,
     )
-    dispatcher = dispatcher or InlineDispatcher(
-        pusher, batch=push_batch_size(settings), concurrency=settings.push_concurrency
-    )
+    if dispatcher is None and settings.embedded:
+        dispatcher = InlineDispatcher(pusher, batch=push_batch_size(settings),
+                                      concurrency=settings.push_concurrency)
+        if should_stop is not None:
+            dispatcher.should_stop = should_stop
+    elif dispatcher is None:
+        dispatcher = queue_dispatcher(settings, clock, celery)
     inbox = WebhookInbox(ledger, clock)
     # Elastic Path's scan is on updated_at, so it sees every change; refreshing by id would
     # cost one call per order there.
@@ -280,6 +333,7 @@ def build_runtime(
         ),
         start_at=settings.effective_start,
         log=log,
+        stop_requested=should_stop,
         budget_probe=wiredplus.account_info,
         inbox=inbox,
         auditor=Auditor(ledger=ledger, source=source, inbox=inbox, store=settings.store,
@@ -297,4 +351,123 @@ def build_runtime(
         poller=poller,
         dispatcher=dispatcher,
         log=log,
+        owns_ledger=owns_ledger,
     )
+
+
+def registry_loader(base: Settings, fleet: FleetLedger) -> Callable[[], list[StoreSpec]]:
+    """Reads every store the deployment serves (:mod:`sync.registry`): the environment
+    store, the ``ORDERSYNC_STORES`` file and the stores added with ``stores add``. Each call
+    reads them again (a store added, edited or removed is seen without a restart)."""
+
+    def load() -> list[StoreSpec]:
+        env = environment_store(base)
+        return merge([env] if env else [],
+                     parse_registry_file(base.stores_file) if base.stores_file else [],
+                     fleet.managed_stores())
+
+    return load
+
+
+def find_store(base: Settings, fleet: FleetLedger, name: str) -> Settings:
+    """The settings of store ``name`` (``default`` = the environment store); ConfigError
+    naming the known stores when there is none by that name."""
+    specs = registry_loader(base, fleet)()
+    name = resolve_name(name, specs)
+    for spec in specs:
+        if spec.name == name:
+            return store_settings(base, spec)
+    if name == base.store:  # the environment store without source credentials (a worker)
+        return base
+    known = ", ".join(s.name for s in specs) or "none"
+    raise ConfigError(f"no store named {name!r} (stores: {known})")
+
+
+def build_fleet(
+    base: Settings,
+    *,
+    clock: Clock | None = None,
+    shopwired_transport: httpx.BaseTransport | None = None,
+    wiredplus_transport: httpx.BaseTransport | None = None,
+    elasticpath_transport: httpx.BaseTransport | None = None,
+    owner: str | None = None,
+    policy: FleetPolicy | None = None,
+) -> Fleet:
+    """``ordersync run``: every store of the registry this poller holds a lease on, each
+    built by :func:`build_runtime` over one shared ledger (and, with a broker, one Celery
+    app). The caller disposes ``fleet.ledger.ledger`` after :meth:`Fleet.run` returned."""
+    from sync.service.fleet import Fleet, FleetPolicy, poller_id
+
+    clock = clock or SystemClock()
+    ledger = _open_ledger(base, create_schema=base.embedded)
+    fleet_ledger = FleetLedger(ledger)
+    celery = None
+    if not base.embedded:
+        from workers.app import make_app
+
+        celery = make_app(base.redis_url)
+
+    def build(settings: Settings, should_stop: Callable[[], bool]) -> Runtime:
+        return build_runtime(
+            settings, clock=clock, shopwired_transport=shopwired_transport,
+            wiredplus_transport=wiredplus_transport, elasticpath_transport=elasticpath_transport,
+            ledger=ledger, should_stop=should_stop, celery=celery,
+        )
+
+    return Fleet(
+        base=base, ledger=fleet_ledger, clock=clock, log=get_logger("ordersync"), build=build,
+        load_specs=registry_loader(base, fleet_ledger),
+        policy=policy or FleetPolicy(lease=base.poller_lease),
+        owner=owner or poller_id(),
+    )
+
+
+class StorePushers:
+    """What a worker process needs: one pusher per store — the store's own WiredPlus account
+    and limiter — over one shared ledger. A store is looked up in the registry when first
+    seen and again when its spec may have changed (every ``reload_after`` seconds for an
+    unknown store); after a ``FatalError`` (credentials refused) its pusher is rebuilt on the
+    next task, so a fixed secret is picked up without a restart."""
+
+    def __init__(self, base: Settings, *, clock: Clock | None = None,
+                 wiredplus_transport: httpx.BaseTransport | None = None,
+                 reload_after: float = 30.0) -> None:
+        self.base = base
+        self.clock = clock or SystemClock()
+        self.log = get_logger("ordersync")
+        self.ledger = _open_ledger(base, create_schema=False)
+        self._fleet = FleetLedger(self.ledger)
+        self._transport = wiredplus_transport
+        self._reload_after = reload_after
+        self._lock = threading.Lock()
+        self._pushers: dict[str, tuple[Pusher, WiredPlusClient]] = {}
+        self._checked: dict[str, float] = {}
+
+    def for_store(self, store: str) -> Pusher:
+        """The store's pusher; ConfigError when the store is unknown or misconfigured."""
+        with self._lock:
+            held = self._pushers.get(store)
+            if held is not None:
+                return held[0]
+            settings = find_store(self.base, self._fleet, store)
+            settings.require_credentials(source=False)
+            _, wp_limiter = _limiters(settings, self.clock)
+            wiredplus = _wiredplus(settings, self.clock, wp_limiter, self._transport)
+            pusher = _pusher(settings, self.ledger, wiredplus, self.clock,
+                             self.log.bind(store=store))
+            self._pushers[store] = (pusher, wiredplus)
+            return pusher
+
+    def forget(self, store: str) -> None:
+        """Drop a store's pusher (after its credentials were refused, or it changed)."""
+        with self._lock:
+            held = self._pushers.pop(store, None)
+        if held is not None:
+            held[1].close()
+
+    def close(self) -> None:
+        with self._lock:
+            for _, wiredplus in self._pushers.values():
+                wiredplus.close()
+            self._pushers.clear()
+        self.ledger.dispose()
