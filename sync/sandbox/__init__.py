@@ -9,12 +9,15 @@ is listed in the docstring of the module concerned:
 * :mod:`sync.sandbox.faults` -- :class:`Faults`, run-time fault injection for both
 * :mod:`sync.sandbox.generator` -- :class:`OrderGenerator`, :class:`Activity`
 * :mod:`sync.sandbox.server` -- :func:`serve`, :class:`Sandbox` (real HTTP on loopback)
+* :mod:`sync.sandbox.fleet` -- :class:`FleetSandbox`: many stores (shops and WiredPlus
+  accounts) on two ports, routed by store name
 
 Every simulator exposes ``handle(httpx.Request) -> httpx.Response`` (thread-safe), usable as
 ``httpx.MockTransport(sim.handle)``, and takes an injected :class:`~sync.clock.Clock`.
 """
 
 from sync.sandbox.faults import Faults
+from sync.sandbox.fleet import FleetSandbox, StoreSpec, describe_fleet, secrets_env, stores_toml
 from sync.sandbox.generator import DEFAULT_STATUSES, INVALID_KINDS, Activity, OrderGenerator
 from sync.sandbox.server import RunningServer, Sandbox, serve
 from sync.sandbox.shopwired import ShopWiredSimulator
@@ -25,10 +28,15 @@ __all__ = [
     "INVALID_KINDS",
     "Activity",
     "Faults",
+    "FleetSandbox",
     "OrderGenerator",
     "RunningServer",
     "Sandbox",
     "ShopWiredSimulator",
+    "StoreSpec",
     "WiredPlusSimulator",
+    "describe_fleet",
+    "secrets_env",
     "serve",
+    "stores_toml",
 ]

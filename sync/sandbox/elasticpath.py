@@ -67,6 +67,10 @@ Choices where the documents are silent or ambiguous
 * Authentication is checked before the rate limit (401s use no budget); the token endpoint
   counts against the limit. 429 carries ``Retry-After`` only with ``retry_after_on_429``
   (EP documents no such header). Injected faults (:mod:`sync.sandbox.faults`) come first.
+* Switches, changeable while serving: ``revoked = True`` answers the token endpoint 401
+  ``Invalid client credentials`` and every other request 401 (issued tokens stop working,
+  as when the API key is deleted); ``outage = True`` answers every request 503 with the
+  load balancer's HTML page, before anything else.
 * ``PUT`` needs ``Content-Type: application/json`` (else 400). Immutable fields (``payment``,
   ``customer``, ``billing_address``, ``meta``, …) get 400; a ``data.id`` other than the path
   id gets 400. Cancelling a cancelled order, or fulfilling a cancelled one, is 422 (the
@@ -100,6 +104,7 @@ from sync.sandbox._common import (
     Latency,
     apply_latency_and_timeout,
     fault_response,
+    html_response,
     json_response,
     plan_faults,
     whole_seconds,
@@ -327,6 +332,8 @@ class ElasticPathSimulator:
         self.calls: Counter[str] = Counter()
         self.responses: Counter[int] = Counter()
         self.throttled = 0
+        self.revoked = False
+        self.outage = False
 
     # ================================================================== time
 
@@ -708,6 +715,8 @@ class ElasticPathSimulator:
         arg: str | None,
         plan: FaultPlan | None,
     ) -> httpx.Response:
+        if self.outage:
+            return html_response(503)
         faulted = fault_response(plan, _fault_error)
         if faulted is not None:
             return faulted
@@ -768,7 +777,7 @@ class ElasticPathSimulator:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         entry = self._tokens.get(token.strip()) if scheme.lower() == "bearer" else None
-        if entry is None or self.clock.now() >= entry[0]:
+        if self.revoked or entry is None or self.clock.now() >= entry[0]:
             if method == "PUT":  # the "Update an Order" page's own example shape
                 return json_response(401, {"errors": {"status": 401, "title": "Unauthorized"}})
             return _error(401, "Unable to validate access token")
@@ -789,7 +798,7 @@ class ElasticPathSimulator:
         secret = (form.get("client_secret") or [""])[0]
         if grant not in ("client_credentials", "implicit"):
             raise _ApiError(400, "Bad Request", "grant_type must be client_credentials or implicit")
-        if client_id != self.client_id or (
+        if self.revoked or client_id != self.client_id or (
             grant == "client_credentials" and secret != self.client_secret
         ):
             raise _ApiError(401, "Unauthorized", "Invalid client credentials")

@@ -47,6 +47,10 @@ Choices where the documents are silent or ambiguous
   ``retry_after_on_429`` is true: the real API does not document the header.
 * Authentication is checked before the rate limit, so 401s do not use the bucket. Injected
   faults (see :mod:`sync.sandbox.faults`) come before both.
+* Two switches, changeable while serving: ``revoked = True`` answers every request 401 as
+  if the API key had been revoked (after the faults, like any authentication failure);
+  ``outage = True`` answers every request 503 with the load balancer's HTML page, before
+  anything else (the API is down). Both are off by default.
 * ``POST /v1/orders`` (creating orders over the API) is not simulated (405); tests add orders
   with :meth:`ShopWiredSimulator.add_order` / :meth:`~ShopWiredSimulator.generate_orders`.
   ``POST .../status`` needs ``Content-Type: application/json`` (else 415) and an existing
@@ -85,6 +89,7 @@ from sync.sandbox._common import (
     dumps,
     empty_response,
     fault_response,
+    html_response,
     json_response,
     plan_faults,
     raw_json_response,
@@ -161,7 +166,9 @@ class ShopWiredSimulator:
       request, before processing, outside the lock; :class:`~sync.sandbox._common.Latency`);
     * ``faults``: the :class:`~sync.sandbox.faults.Faults` switches; ``shuffle_log`` lists
       what the ``shuffle_between_pages`` fault did, as ``("inserted"|"deleted", order_id)``;
-    * ``generator``: the seeded :class:`~sync.sandbox.generator.OrderGenerator`.
+    * ``generator``: the seeded :class:`~sync.sandbox.generator.OrderGenerator`;
+    * ``revoked`` / ``outage``: switches for "credentials revoked" (401) and "API down" (503),
+      see the module docstring.
     """
 
     def __init__(
@@ -203,6 +210,8 @@ class ShopWiredSimulator:
         self.responses: Counter[int] = Counter()
         self.throttled = 0
         self.shuffle_log: list[tuple[str, int]] = []
+        self.revoked = False
+        self.outage = False
 
     # ================================================================== mutators
 
@@ -454,10 +463,12 @@ class ShopWiredSimulator:
         arg: int | None,
         plan: FaultPlan | None,
     ) -> httpx.Response:
+        if self.outage:
+            return html_response(503)
         faulted = fault_response(plan, _error)
         if faulted is not None:
             return faulted
-        if basic_credentials(request) != (self.api_key, self.api_secret):
+        if self.revoked or basic_credentials(request) != (self.api_key, self.api_secret):
             return _error(401, "Unauthorized")
         if self.enforce_rate_limit:
             wait = self.bucket.take()

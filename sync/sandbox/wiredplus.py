@@ -66,6 +66,9 @@ Choices where the documents are silent
   counted. 401s are not counted. Injected faults (see :mod:`sync.sandbox.faults`) come first.
 * Latency: every request first waits ``latency`` ± ``jitter`` seconds (attribute ``latency``,
   a :class:`~sync.sandbox._common.Latency`), outside the lock, so concurrent requests overlap.
+* Switches, changeable while serving: ``revoked = True`` answers every request 401 as if
+  the API key had been revoked; ``outage = True`` answers every request 503 with the load
+  balancer's HTML page, before anything else. Neither uses the hourly budget.
 * Unknown methods → 404 ``{"status": 404, "error": "method: unknown API method"}``; wrong
   HTTP verb → 405.
 
@@ -124,6 +127,7 @@ from sync.sandbox._common import (
     apply_latency_and_timeout,
     basic_credentials,
     fault_response,
+    html_response,
     json_response,
     plan_faults,
     whole_seconds,
@@ -364,6 +368,8 @@ class WiredPlusSimulator:
         self._next_contact = 5001
         self._hour = -1
         self._used = 0
+        self.revoked = False
+        self.outage = False
 
     # ------------------------------------------------------------------ helpers for tests
 
@@ -454,10 +460,12 @@ class WiredPlusSimulator:
     def _handle_locked(
         self, request: httpx.Request, method: str, name: str, plan: FaultPlan | None
     ) -> tuple[httpx.Response, bool]:
+        if self.outage:
+            return html_response(503), False
         faulted = fault_response(plan, _error)
         if faulted is not None:
             return faulted, False
-        if basic_credentials(request) != (self.api_user, self.api_key):
+        if self.revoked or basic_credentials(request) != (self.api_user, self.api_key):
             return _error(401, "Unauthorized: invalid API user or key"), False
         _, reset = self._roll_hour()
         if self.enforce_rate_limit and self._used >= self.hourly_limit:
