@@ -1,8 +1,10 @@
 """The webhook receiver (ShopWired, or Elastic Path integrations).
 
-* :mod:`sync.webhook.app` -- :func:`make_app`, a plain ASGI application for one source
+* :mod:`sync.webhook.app` -- :func:`make_app`, a plain ASGI application for one store
   (``POST /webhooks/shopwired`` or ``POST /webhooks/elasticpath``, ``GET /healthz``) that
-  verifies, deduplicates and records deliveries;
+  verifies, deduplicates and records deliveries, and :func:`make_multi_app`, the same for
+  many stores (``POST /webhooks/{shopwired|elasticpath}/{store}``, each store's
+  :class:`WebhookTarget` looked up per request);
 * :mod:`sync.webhook.inbox` -- :class:`WebhookInbox`, the ledger side: delivery rows and the
   refresh requests the scheduler works through.
 
@@ -15,8 +17,11 @@ from sync.webhook.app import (
     WEBHOOK_PATH,
     WEBHOOK_PATHS,
     WebhookApp,
+    WebhookDirectory,
     WebhookSource,
+    WebhookTarget,
     make_app,
+    make_multi_app,
     sign,
 )
 from sync.webhook.inbox import (
@@ -37,9 +42,12 @@ __all__ = [
     "WEBHOOK_PATHS",
     "PendingRefresh",
     "WebhookApp",
+    "WebhookDirectory",
     "WebhookInbox",
     "WebhookSource",
     "WebhookStats",
+    "WebhookTarget",
     "make_app",
+    "make_multi_app",
     "sign",
 ]

@@ -1,9 +1,23 @@
 """The webhook receiver: a plain ASGI application (HTTP + lifespan, no framework).
 
-One app serves one source (``make_app(source=...)``; one deployment per source):
+:func:`make_app` serves one store of one source (``make_app(source=...)``), on the legacy
+routes below. :func:`make_multi_app` serves many stores from one deployment (issue 16):
 
-Routes
-------
+``POST /webhooks/shopwired/{store}``    that store's ShopWired deliveries
+``POST /webhooks/elasticpath/{store}``  that store's Elastic Path deliveries
+
+``{store}`` is looked up on every request through the caller's ``directory`` (a
+:class:`WebhookTarget`: ledger store, source, secret; or ``None``), so a rotated secret or a
+new store takes effect without a restart. An unknown store, or a store of the other source,
+is **404 before the body is read**: no database call, no inbox write, at most one warning per
+10 s (``outcomes["unknown_store"]`` counts them). A known store's delivery then goes through
+the very same pipeline as the legacy route, verified with that store's secret and recorded
+under its store; every log line of a delivery carries ``store=``, and ``store_outcomes``
+counts outcomes by ``(store, outcome)``. ``make_multi_app(default=...)`` also serves the
+legacy route for one target.
+
+Routes (legacy: one app, one store)
+-----------------------------------
 ``POST /webhooks/shopwired``    ShopWired: a webhook delivery or the verification handshake
                                 (``source="shopwired"``, the default)
 ``POST /webhooks/elasticpath``  Elastic Path: an integration (webhook) delivery
@@ -112,16 +126,18 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeAlias
 
 from sync.clock import Clock, utc
 from sync.domain.parse_elasticpath import bundle_order_id
 from sync.domain.parse_shopwired import order_id_of
-from sync.domain.text import clean_json, json_depth
+from sync.domain.text import clean_json, clean_text, json_depth
 from sync.webhook.inbox import ELASTICPATH_ORDER_TOPICS, ORDER_REFUND_CREATED, ORDER_TOPICS
 
 Scope = MutableMapping[str, Any]
@@ -298,41 +314,105 @@ class _Disconnected(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class WebhookTarget:
+    """Where a delivery for one store goes and how it is verified.
+
+    ``store`` is the ledger store name the delivery is recorded under; ``source`` the platform
+    (and so the route and the verification rule); ``secret`` the ShopWired signing secret or
+    the Elastic Path integration's ``secret_key`` (never in the repr, never logged; must not
+    be empty).
+    """
+
+    store: str
+    source: WebhookSource
+    secret: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if self.source not in WEBHOOK_PATHS:
+            raise ValueError(f"unknown webhook source {self.source!r}")
+        if not self.store:
+            raise ValueError("the webhook store must not be empty")
+        if not (self.secret.strip() if self.source == "elasticpath" else self.secret):
+            raise ValueError("the webhook secret must not be empty")
+
+    @property
+    def key(self) -> bytes:
+        """The secret as compared: Elastic Path sends the secret itself as a header value,
+        and HTTP strips a header value's surrounding whitespace, so compare without it on
+        both sides; a ShopWired HMAC key is used as it is."""
+        secret = self.secret.strip() if self.source == "elasticpath" else self.secret
+        return secret.encode("utf-8")
+
+
+WebhookDirectory: TypeAlias = Callable[[str], WebhookTarget | None]
+"""Maps a store name from a per-store route to its :class:`WebhookTarget`, or ``None`` when
+the store is unknown, has no webhook secret or was removed. Called on every request to a
+per-store route (so a rotated secret or a new store takes effect at once): the caller caches,
+and it must not block on the network for long."""
+
+MAX_STORE_NAME = 64
+"""The longest store name a per-store route looks up (the ledger's ``store`` column)."""
+
+
+class _Sampler:
+    """Lets one event through per ``interval`` seconds and counts the ones it held back."""
+
+    def __init__(self, interval: float = 10.0,
+                 now: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self._now = now
+        self._last: float | None = None
+        self._held = 0
+
+    def take(self) -> int | None:
+        """``None`` to stay quiet; else how many were held back since the last one let
+        through (then log once)."""
+        now = self._now()
+        if self._last is not None and now - self._last < self.interval:
+            self._held += 1
+            return None
+        held, self._held, self._last = self._held, 0, now
+        return held
+
+
 class WebhookApp:
-    """The ASGI receiver built by :func:`make_app` (see the module docstring for the contract).
+    """The ASGI receiver built by :func:`make_app` (one store, the legacy route) or
+    :func:`make_multi_app` (per-store routes, optionally the legacy route too). See the module
+    docstring for the contract; every delivery goes through the same pipeline, only the
+    :class:`WebhookTarget` (store, source, secret) differs.
 
     ``outcomes`` counts answers by outcome name (``accepted``, ``duplicate``, ``bad_signature``
-    ...) for this process; the ledger holds the durable record.
+    ..., ``unknown_store``) for this process, all stores together; ``store_outcomes`` counts
+    the same by ``(store, outcome)`` for deliveries to a known store (an unknown store name is
+    never a key: it comes from the sender). The ledger holds the durable record.
+    ``store``, ``source`` and ``path`` describe the legacy route (``None`` without one).
     """
 
     def __init__(
         self,
         *,
         inbox: Inbox,
-        secret: str,
-        store: str,
         clock: Clock,
         log: Any,
         max_body: int,
         replay_window: timedelta,
         db_timeout: float,
         handshake: Literal["hmac", "echo"],
-        source: WebhookSource = "shopwired",
         body_timeout: float = 10.0,
+        default: WebhookTarget | None = None,
+        directory: WebhookDirectory | None = None,
     ) -> None:
-        if source not in WEBHOOK_PATHS:
-            raise ValueError(f"unknown webhook source {source!r}")
-        if not (secret.strip() if source == "elasticpath" else secret):
-            raise ValueError("the webhook secret must not be empty")
+        if default is None and directory is None:
+            raise ValueError("a webhook receiver needs a store (default) or a directory")
         if max_body <= 0:
             raise ValueError("max_body must be positive")
         self.inbox = inbox
-        self.source: WebhookSource = source
-        self.path = WEBHOOK_PATHS[source]
-        # Elastic Path sends the secret itself as a header value, and HTTP strips a header
-        # value's surrounding whitespace: compare without it on both sides.
-        self._key = (secret.strip() if source == "elasticpath" else secret).encode("utf-8")
-        self.store = store
+        self.default = default
+        self.directory = directory
+        self.store: str | None = default.store if default else None
+        self.source: WebhookSource | None = default.source if default else None
+        self.path: str | None = WEBHOOK_PATHS[default.source] if default else None
         self.clock = clock
         self.log = log
         self.max_body = max_body
@@ -341,6 +421,9 @@ class WebhookApp:
         self.handshake = handshake
         self.body_timeout = body_timeout
         self.outcomes: Counter[str] = Counter()
+        self.store_outcomes: Counter[tuple[str, str]] = Counter()
+        self._unknown_sampler = _Sampler()
+        self._directory_sampler = _Sampler()
 
     # -- ASGI entry ---------------------------------------------------------------------
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -355,26 +438,71 @@ class WebhookApp:
         method = str(scope.get("method", "GET")).upper()
         path = str(scope.get("path", "/")).rstrip("/") or "/"
         try:
-            if path == self.path:
+            if self.default is not None and path == self.path:
                 if method != "POST":
                     await _respond(send, 405, {"error": "method not allowed"}, allow="POST")
                     return
-                await self._webhook(scope, receive, send)
+                await self._webhook(self.default, scope, receive, send)
             elif path == HEALTH_PATH:
                 if method not in ("GET", "HEAD"):
                     await _respond(send, 405, {"error": "method not allowed"}, allow="GET, HEAD")
                     return
                 await self._health(send, head=method == "HEAD")
+            elif self.directory is not None and (route := _store_route(path)) is not None:
+                target = await self._lookup(send, self.directory, *route)
+                if target is None:
+                    return
+                if method != "POST":
+                    await _respond(send, 405, {"error": "method not allowed"}, allow="POST")
+                    return
+                await self._webhook(target, scope, receive, send)
             else:
                 await _respond(send, 404, {"error": "not found"})
         except _Disconnected:
             self.outcomes["disconnected"] += 1
 
+    async def _lookup(
+        self, send: Send, directory: WebhookDirectory, source: WebhookSource, name: str
+    ) -> WebhookTarget | None:
+        """The target of ``POST /webhooks/{source}/{name}``, or ``None`` after answering: 404
+        (unknown store, or one on the other platform: nothing read, stored or logged per
+        request -- one sampled warning at most; the connection is closed, so an unread body
+        costs nothing either) or 503 (the directory failed)."""
+        target: WebhookTarget | None = None
+        if 0 < len(name) <= MAX_STORE_NAME:
+            try:
+                target = directory(name)
+            except Exception as exc:
+                self.outcomes["directory_error"] += 1
+                held = self._directory_sampler.take()
+                if held is not None:
+                    self.log.error(
+                        "webhook.failed", reason="store directory failed",
+                        store=clean_text(name), error=type(exc).__name__, suppressed=held,
+                    )
+                await _respond(send, 503, {"error": "try again later"}, close=True)
+                return None
+        if isinstance(target, WebhookTarget) and target.source == source:
+            return target
+        self.outcomes["unknown_store"] += 1
+        held = self._unknown_sampler.take()
+        if held is not None:
+            self.log.warning(
+                "webhook.rejected", reason="unknown store", source=source,
+                store=clean_text(name[:MAX_STORE_NAME]), suppressed=held,
+            )
+        await _respond(send, 404, {"error": "not found"}, close=True)
+        return None
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self.log.info("webhook.receiver.start", store=self.store, path=self.path)
+                extra: dict[str, Any] = {}
+                if self.directory is not None:
+                    extra["per_store"] = [p + "/{store}" for p in WEBHOOK_PATHS.values()]
+                self.log.info("webhook.receiver.start", store=self.store, path=self.path,
+                              **extra)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self.log.info("webhook.receiver.stop", store=self.store)
@@ -394,46 +522,51 @@ class WebhookApp:
             await _respond(send, 503, {"status": "unavailable"}, head=head)
 
     # -- deliveries: shared -------------------------------------------------------------
-    async def _webhook(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _webhook(
+        self, t: WebhookTarget, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         headers: dict[bytes, bytes] = {}
         for name, value in scope.get("headers") or ():
             headers[bytes(name).lower()] = bytes(value)
         client = scope.get("client")
         peer = str(client[0]) if client else None
-        body = await self._bounded_body(headers, receive, send, peer)
+        body = await self._bounded_body(t, headers, receive, send, peer)
         if body is None:
             return
-        if self.source == "elasticpath":
-            await self._elasticpath(send, headers, body, peer)
+        if t.source == "elasticpath":
+            await self._elasticpath(t, send, headers, body, peer)
         else:
-            await self._shopwired(send, headers, body, peer)
+            await self._shopwired(t, send, headers, body, peer)
 
     async def _bounded_body(
-        self, headers: dict[bytes, bytes], receive: Receive, send: Send, peer: str | None
+        self, t: WebhookTarget, headers: dict[bytes, bytes], receive: Receive, send: Send,
+        peer: str | None,
     ) -> bytes | None:
         """The whole body, or ``None`` after answering 413 (declared or counted too large)."""
         declared = headers.get(b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_body:
-            await self._too_large(send, peer, int(declared))
+            await self._too_large(t, send, peer, int(declared))
             return None
         try:
             return await asyncio.wait_for(self._read_body(receive), self.body_timeout)
         except _TooLarge:
-            await self._too_large(send, peer, None)
+            await self._too_large(t, send, peer, None)
             return None
         except TimeoutError:
-            self._count("too_slow")
+            self._count(t, "too_slow")
             self.log.warning(
-                "webhook.rejected", reason="body not received in time", store=self.store,
+                "webhook.rejected", reason="body not received in time", store=t.store,
                 peer=peer, timeout=self.body_timeout,
             )
             await _respond(send, 408, {"error": "request timeout"}, close=True)
             return None
 
-    async def _too_large(self, send: Send, peer: str | None, size: int | None) -> None:
-        self._count("too_large")
+    async def _too_large(
+        self, t: WebhookTarget, send: Send, peer: str | None, size: int | None
+    ) -> None:
+        self._count(t, "too_large")
         self.log.warning(
-            "webhook.rejected", reason="body larger than the limit", store=self.store,
+            "webhook.rejected", reason="body larger than the limit", store=t.store,
             peer=peer, declared_size=size, max_body=self.max_body,
         )
         await _respond(send, 413, {"error": "payload too large"}, close=True)
@@ -455,15 +588,17 @@ class WebhookApp:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _reject(self, send: Send, outcome: str, reason: str, error: str, *,
-                      peer: str | None, size: int) -> None:
+    async def _reject(self, t: WebhookTarget, send: Send, outcome: str, reason: str,
+                      error: str, *, peer: str | None, size: int) -> None:
         """401 with one warning line naming ``reason`` (never the body or any secret)."""
-        self._count(outcome)
-        self.log.warning("webhook.rejected", reason=reason, store=self.store, peer=peer,
+        self._count(t, outcome)
+        self.log.warning("webhook.rejected", reason=reason, store=t.store, peer=peer,
                          size=size)
         await _respond(send, 401, {"error": error})
 
-    async def _json_object(self, send: Send, body: bytes, reason: str) -> dict[str, Any] | None:
+    async def _json_object(
+        self, t: WebhookTarget, send: Send, body: bytes, reason: str
+    ) -> dict[str, Any] | None:
         """The authenticated body as a JSON object with every string made safe, or ``None``
         after answering 200 ignored (not JSON, not an object, or nested too deep)."""
         payload: Any = None
@@ -475,23 +610,24 @@ class WebhookApp:
             except (ValueError, UnicodeDecodeError, RecursionError):
                 payload = None
         if not isinstance(payload, dict):
-            self._count("malformed")
-            self.log.warning("webhook.ignored", reason=reason, store=self.store, size=len(body))
+            self._count(t, "malformed")
+            self.log.warning("webhook.ignored", reason=reason, store=t.store, size=len(body))
             await _respond(send, 200, {"result": "ignored"})
             return None
         cleaned: dict[str, Any] = clean_json(payload, MAX_JSON_DEPTH)
         return cleaned
 
-    async def _ignore_topic(self, send: Send, topic: str) -> None:
-        self._count("unknown_topic")
+    async def _ignore_topic(self, t: WebhookTarget, send: Send, topic: str) -> None:
+        self._count(t, "unknown_topic")
         self.log.info(
-            "webhook.ignored", reason="topic not handled", store=self.store,
+            "webhook.ignored", reason="topic not handled", store=t.store,
             topic=topic[:64] or None,
         )
         await _respond(send, 200, {"result": "ignored"})
 
     async def _accept(
         self,
+        t: WebhookTarget,
         send: Send,
         *,
         topic: str,
@@ -503,19 +639,19 @@ class WebhookApp:
         200 ``ignored`` (stale) / ``accepted`` / ``duplicate``, or 503 (not stored). An order
         id not valid for the source is dropped (recorded without a refresh, one warning)."""
         now = self.clock.now()
-        valid = valid_order_id(self.source, order_id)
+        valid = valid_order_id(t.source, order_id)
         if order_id is not None and valid is None:
-            self._count("invalid_order_id")
+            self._count(t, "invalid_order_id")
             self.log.warning(
-                "webhook.invalid_order_id", store=self.store, topic=topic,
+                "webhook.invalid_order_id", store=t.store, topic=topic,
                 delivery_id=delivery_id, length=len(order_id),
             )
         order_id = valid
         if created is not None and created < now - self.replay_window:
-            self._count("stale")
+            self._count(t, "stale")
             self.log.warning(
                 "webhook.ignored", reason="event older than the replay window",
-                store=self.store, topic=topic, delivery_id=delivery_id,
+                store=t.store, topic=topic, delivery_id=delivery_id,
                 created_at=created.isoformat(), window_seconds=self.replay_window.total_seconds(),
             )
             await _respond(send, 200, {"result": "ignored"})
@@ -523,109 +659,115 @@ class WebhookApp:
         try:
             fresh = await asyncio.wait_for(
                 asyncio.to_thread(
-                    self.inbox.record, self.store, delivery_id, topic, order_id, created, now
+                    self.inbox.record, t.store, delivery_id, topic, order_id, created, now
                 ),
                 self.db_timeout,
             )
         except TimeoutError:
-            self._count("db_timeout")
+            self._count(t, "db_timeout")
             self.log.error(
-                "webhook.failed", reason="database did not answer in time", store=self.store,
+                "webhook.failed", reason="database did not answer in time", store=t.store,
                 topic=topic, delivery_id=delivery_id, timeout=self.db_timeout,
             )
             await _respond(send, 503, {"error": "try again later"})
             return
         except Exception as exc:
-            self._count("db_error")
+            self._count(t, "db_error")
             self.log.error(
-                "webhook.failed", reason="could not record the delivery", store=self.store,
+                "webhook.failed", reason="could not record the delivery", store=t.store,
                 topic=topic, delivery_id=delivery_id, error=type(exc).__name__,
             )
             await _respond(send, 503, {"error": "try again later"})
             return
         outcome = "accepted" if fresh else "duplicate"
-        self._count(outcome)
+        self._count(t, outcome)
         if order_id is None:
             self.log.warning(
-                "webhook.no_order_id", store=self.store, topic=topic, delivery_id=delivery_id
+                "webhook.no_order_id", store=t.store, topic=topic, delivery_id=delivery_id
             )
         self.log.info(
-            f"webhook.{outcome}", store=self.store, topic=topic, delivery_id=delivery_id,
+            f"webhook.{outcome}", store=t.store, topic=topic, delivery_id=delivery_id,
             order_id=order_id,
         )
         await _respond(send, 200, {"result": outcome})
 
     # -- deliveries: ShopWired ----------------------------------------------------------
     async def _shopwired(
-        self, send: Send, headers: dict[bytes, bytes], body: bytes, peer: str | None
+        self, t: WebhookTarget, send: Send, headers: dict[bytes, bytes], body: bytes,
+        peer: str | None,
     ) -> None:
         provided = headers.get(SIGNATURE_HEADER)
         if provided is None or not provided.strip():
-            await self._reject(send, "missing_signature", "missing X-ShopWired-Signature header",
-                               "missing signature", peer=peer, size=len(body))
+            await self._reject(t, send, "missing_signature",
+                               "missing X-ShopWired-Signature header", "missing signature",
+                               peer=peer, size=len(body))
             return
-        expected = hmac.new(self._key, body, hashlib.sha256).hexdigest().encode("ascii")
+        expected = hmac.new(t.key, body, hashlib.sha256).hexdigest().encode("ascii")
         if not hmac.compare_digest(expected, provided.strip().lower()):
-            await self._reject(send, "bad_signature",
+            await self._reject(t, send, "bad_signature",
                                "X-ShopWired-Signature does not match the body", "bad signature",
                                peer=peer, size=len(body))
             return
 
-        payload = await self._json_object(send, body, "signed body is not a JSON object")
+        payload = await self._json_object(t, send, body, "signed body is not a JSON object")
         if payload is None:
             return
         event = payload.get("event")
         if not isinstance(event, dict):
             token = payload.get("verificationToken")
             if isinstance(token, str) and token:
-                await self._handshake(send, token)
+                await self._handshake(t, send, token)
                 return
-            self._count("unrecognised")
+            self._count(t, "unrecognised")
             self.log.warning(
                 "webhook.ignored", reason="neither an event nor a verification request",
-                store=self.store, keys=sorted(str(k) for k in payload)[:10],
+                store=t.store, keys=sorted(str(k) for k in payload)[:10],
             )
             await _respond(send, 200, {"result": "ignored"})
             return
-        await self._event(send, payload, event)
+        await self._event(t, send, payload, event)
 
-    async def _handshake(self, send: Send, token: str) -> None:
+    async def _handshake(self, t: WebhookTarget, send: Send, token: str) -> None:
         if self.handshake == "echo":
             reply = token
         else:
-            reply = hmac.new(self._key, token.encode("utf-8"), hashlib.sha256).hexdigest()
-        self._count("handshake")
-        self.log.info("webhook.handshake", store=self.store, mode=self.handshake)
+            reply = hmac.new(t.key, token.encode("utf-8"), hashlib.sha256).hexdigest()
+        self._count(t, "handshake")
+        self.log.info("webhook.handshake", store=t.store, mode=self.handshake)
         await _respond(send, 200, {"verificationToken": reply})
 
-    async def _event(self, send: Send, payload: dict[str, Any], event: dict[str, Any]) -> None:
+    async def _event(
+        self, t: WebhookTarget, send: Send, payload: dict[str, Any], event: dict[str, Any]
+    ) -> None:
         raw_topic = event.get("topic")
         topic = raw_topic.strip() if isinstance(raw_topic, str) else ""
         if topic not in ORDER_TOPICS:
-            await self._ignore_topic(send, topic)
+            await self._ignore_topic(t, send, topic)
             return
         created = parse_when(event.get("createdAt")) or parse_when(payload.get("timestamp"))
         await self._accept(
-            send, topic=topic, delivery_id=_delivery_id(event, topic),
+            t, send, topic=topic, delivery_id=_delivery_id(event, topic),
             order_id=_order_id(event, topic), created=created,
         )
 
     # -- deliveries: Elastic Path -------------------------------------------------------
     async def _elasticpath(
-        self, send: Send, headers: dict[bytes, bytes], body: bytes, peer: str | None
+        self, t: WebhookTarget, send: Send, headers: dict[bytes, bytes], body: bytes,
+        peer: str | None,
     ) -> None:
         provided = headers.get(SECRET_KEY_HEADER)
         if provided is None or not provided.strip():
-            await self._reject(send, "missing_secret", "missing X-MOLTIN-SECRET-KEY header",
+            await self._reject(t, send, "missing_secret", "missing X-MOLTIN-SECRET-KEY header",
                                "missing secret key", peer=peer, size=len(body))
             return
-        if not hmac.compare_digest(self._key, provided.strip()):
-            await self._reject(send, "bad_secret",
+        if not hmac.compare_digest(t.key, provided.strip()):
+            await self._reject(t, send, "bad_secret",
                                "X-MOLTIN-SECRET-KEY does not match the configured secret",
                                "bad secret key", peer=peer, size=len(body))
             return
 
-        envelope = await self._json_object(send, body, "authenticated body is not a JSON object")
+        envelope = await self._json_object(t, send, body,
+                                           "authenticated body is not a JSON object")
         if envelope is None:
             return
         raw_topic = envelope.get("triggered_by")
@@ -633,16 +775,29 @@ class WebhookApp:
             raw_topic = headers.get(TRIGGER_HEADER, b"").decode("latin-1")
         topic = raw_topic.strip()
         if topic not in ELASTICPATH_ORDER_TOPICS:
-            await self._ignore_topic(send, topic)
+            await self._ignore_topic(t, send, topic)
             return
         order_id, updated_at = _ep_order(envelope)
         await self._accept(
-            send, topic=topic, delivery_id=_ep_delivery_id(envelope), order_id=order_id,
+            t, send, topic=topic, delivery_id=_ep_delivery_id(envelope), order_id=order_id,
             created=updated_at,
         )
 
-    def _count(self, outcome: str) -> None:
+    def _count(self, t: WebhookTarget, outcome: str) -> None:
         self.outcomes[outcome] += 1
+        self.store_outcomes[t.store, outcome] += 1
+
+
+def _store_route(path: str) -> tuple[WebhookSource, str] | None:
+    """``(source, store name)`` of a per-store route ``/webhooks/{source}/{store}`` (one
+    path segment, as the server decoded it), else ``None``."""
+    sources: tuple[WebhookSource, ...] = ("shopwired", "elasticpath")
+    for source in sources:
+        prefix = WEBHOOK_PATHS[source] + "/"
+        if path.startswith(prefix):
+            name = path[len(prefix):]
+            return (source, name) if "/" not in name else None
+    return None
 
 
 async def _respond(
@@ -697,14 +852,56 @@ def make_app(
     """
     return WebhookApp(
         inbox=inbox,
-        secret=secret,
-        store=store,
         clock=clock,
         log=log,
         max_body=max_body,
         replay_window=replay_window,
         db_timeout=db_timeout,
         handshake=handshake,
-        source=source,
         body_timeout=body_timeout,
+        default=WebhookTarget(store=store, source=source, secret=secret),
+    )
+
+
+def make_multi_app(
+    *,
+    inbox: Inbox,
+    directory: WebhookDirectory,
+    clock: Clock,
+    log: Any,
+    max_body: int = 256 * 1024,
+    replay_window: timedelta = timedelta(hours=24),
+    db_timeout: float = 4.0,
+    handshake: Literal["hmac", "echo"] = "hmac",
+    body_timeout: float = 10.0,
+    default: WebhookTarget | None = None,
+) -> WebhookApp:
+    """Build the receiver for many stores: ``POST /webhooks/shopwired/{store}`` and ``POST
+    /webhooks/elasticpath/{store}``, plus ``GET /healthz``.
+
+    ``directory(store)`` is asked on every such request (so a rotated secret or an added or
+    removed store takes effect without a restart; the caller caches) and gives the store's
+    :class:`WebhookTarget`, or ``None``. ``None``, a name longer than
+    :data:`MAX_STORE_NAME`, or a target on the other platform is **404 before the body is
+    read**: no database call, no inbox write, no log line per request (one warning per 10 s
+    at most, with how many were held back; ``outcomes["unknown_store"]`` counts them all).
+    A directory that raises is 503 (the platform retries). A known store's delivery is then
+    verified with its secret and recorded under ``target.store`` exactly as :func:`make_app`
+    does for its one store (same limits, checks and status codes).
+
+    ``default``, when given, also serves the legacy single-store route
+    (``/webhooks/shopwired`` or ``/webhooks/elasticpath``, after its source) for that
+    target. The other arguments are as for :func:`make_app`.
+    """
+    return WebhookApp(
+        inbox=inbox,
+        clock=clock,
+        log=log,
+        max_body=max_body,
+        replay_window=replay_window,
+        db_timeout=db_timeout,
+        handshake=handshake,
+        body_timeout=body_timeout,
+        default=default,
+        directory=directory,
     )
