@@ -1078,41 +1078,52 @@ def webhook(
         int | None, typer.Option(help="Listen port (default ORDERSYNC_WEBHOOK_PORT).")
     ] = None,
 ) -> None:
-    """Receive webhooks for ORDERSYNC_SOURCE (GET /healthz too). Put HTTPS in front.
+    """Receive webhooks for every store (GET /healthz too). Put HTTPS in front.
 
-    shopwired: POST /webhooks/shopwired, needs SHOPWIRED_WEBHOOK_SECRET. elasticpath: POST
-    /webhooks/elasticpath, needs ELASTICPATH_WEBHOOK_SECRET. Each delivery is verified,
-    recorded in the ledger and answered 200 at once; it only asks for a refresh: the poller
-    re-reads the order by id at the start of its next pass.
+    Per store: POST /webhooks/shopwired/STORE or /webhooks/elasticpath/STORE, verified with
+    that store's secret (shopwired_webhook_secret / elasticpath_webhook_secret in its
+    registry entry); an unknown store is 404. The store configured by the environment is
+    also served on POST /webhooks/shopwired (SHOPWIRED_WEBHOOK_SECRET) or
+    /webhooks/elasticpath (ELASTICPATH_WEBHOOK_SECRET). Each delivery is verified, recorded
+    in the ledger and answered 200 at once; it only asks for a refresh: the store's poller
+    re-reads the order by id within about a second.
     """
     settings = _settings()
-    secret_name, secret = settings.webhook_secret()
-    if secret is None:
-        raise _fail(
-            f"{secret_name} is not set: the receiver cannot verify deliveries"
-            + ("" if settings.source == "shopwired"
-               else f" (ORDERSYNC_SOURCE={settings.source})")
-        )
     import uvicorn
 
     from sync.clock import SystemClock
+    from sync.ledger.fleet import FleetLedger
     from sync.ledger.store import Ledger
     from sync.logs import get_logger
-    from sync.webhook import WebhookInbox, make_app
+    from sync.registry import environment_store
+    from sync.service.runtime import WebhookDirectory
+    from sync.webhook import WebhookInbox, WebhookTarget, make_multi_app
     from sync.webhook.serve import BODY_TIMEOUT, quiet_asyncio_floods, server_options
 
     ledger = Ledger(settings.database_url)
+    directory = None
     try:
         with _friendly():
             if settings.embedded:
                 ledger.create_schema()
             else:
                 ledger.check_schema()
-        receiver = make_app(
-            inbox=WebhookInbox(ledger), secret=secret.get_secret_value(), store=settings.store,
+            directory = WebhookDirectory(settings, FleetLedger(ledger))
+        secret_name, secret = settings.webhook_secret()
+        default = (WebhookTarget(settings.store, settings.source, secret.get_secret_value())
+                   if secret is not None else None)
+        if default is None and not len(directory):
+            raise _fail(
+                f"{secret_name} is not set and no store of the registry has a webhook "
+                "secret: the receiver cannot verify deliveries"
+                + ("" if settings.source == "shopwired" or environment_store(settings) is None
+                   else f" (ORDERSYNC_SOURCE={settings.source})")
+            )
+        receiver = make_multi_app(
+            inbox=WebhookInbox(ledger), directory=directory, default=default,
             clock=SystemClock(), log=get_logger("ordersync.webhook"),
             max_body=settings.webhook_max_body, replay_window=settings.webhook_replay_window,
-            source=settings.source, body_timeout=BODY_TIMEOUT,
+            body_timeout=BODY_TIMEOUT,
         )
         quiet_asyncio_floods()
         uvicorn.run(
@@ -1120,6 +1131,8 @@ def webhook(
             **server_options(),
         )
     finally:
+        if directory is not None:
+            directory.close()
         ledger.dispose()
 
 

@@ -471,3 +471,62 @@ class StorePushers:
                 wiredplus.close()
             self._pushers.clear()
         self.ledger.dispose()
+
+
+class WebhookDirectory:
+    """Store name → its webhook target (source and secret), for the per-store routes of the
+    receiver (:func:`sync.webhook.make_multi_app`). Read from the registry at start and then
+    every ``every`` seconds on a background thread, so a request never waits on the database
+    and an unknown store costs a dictionary lookup; a store added, removed or with a rotated
+    secret is served within ``every`` seconds. A store whose settings are invalid or that has
+    no webhook secret has no route (404)."""
+
+    def __init__(self, base: Settings, fleet: FleetLedger, *, every: float = 5.0) -> None:
+        from sync.webhook import WebhookTarget
+
+        self._target = WebhookTarget
+        self._load = registry_loader(base, fleet)
+        self._base = base
+        self._every = every
+        self._targets: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._log = get_logger("ordersync.webhook")
+        self._warned: set[str] = set()
+        self.refresh()
+        self._thread = threading.Thread(target=self._loop, name="webhook-directory",
+                                        daemon=True)
+        self._thread.start()
+
+    def __call__(self, store: str) -> Any:
+        return self._targets.get(store)
+
+    def __len__(self) -> int:
+        return len(self._targets)
+
+    def refresh(self) -> None:
+        targets: dict[str, Any] = {}
+        for spec in self._load():
+            try:
+                settings = store_settings(self._base, spec)
+            except ConfigError as exc:
+                if spec.name not in self._warned:
+                    self._warned.add(spec.name)
+                    self._log.warning("webhook.store_invalid", store=spec.name,
+                                      error=exc.message)
+                continue
+            _, secret = settings.webhook_secret()
+            if secret is not None:
+                targets[spec.name] = self._target(spec.name, settings.source,
+                                                  secret.get_secret_value())
+        self._targets = targets
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                self.refresh()
+            except Exception as exc:  # the database may be down: keep the last targets
+                self._log.warning("webhook.directory_stale",
+                                  error=f"{type(exc).__name__}: {exc}"[:300])
+
+    def close(self) -> None:
+        self._stop.set()
