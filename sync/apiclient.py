@@ -52,6 +52,7 @@ from sync.clock import Clock
 from sync.domain.retry import RequestRetry, probe_delay
 from sync.errors import RetryableError, SyncError, Throttled, Unavailable
 from sync.httpclient import Exchange, send
+from sync.logs import Log
 from sync.outcomes import Outcome, decode_json, raise_for_outcome
 from sync.ratelimit import Limiter
 
@@ -168,7 +169,7 @@ class PooledApiClient:
     _profile: ApiProfile
     _circuit: Circuit
     _rng: random.Random
-    _log: Any
+    _log: Log
     _redactor: Callable[[str], str]
     calls: Counter[str]
     throttled: int
@@ -180,7 +181,7 @@ class PooledApiClient:
         clock: Clock,
         limiter: Limiter,
         http: httpx.Client,
-        log: Any,
+        log: Log,
         rng: random.Random | None,
         redactor: Callable[[str], str],
     ) -> None:

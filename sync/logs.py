@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import MutableMapping
-from typing import Any, TextIO, cast
+from typing import Any, Protocol, TextIO, cast
 
 import structlog
 
@@ -213,5 +213,19 @@ def log_instead_of_text(event: str, level: str = "error", **fields: Any) -> bool
     return True
 
 
-def get_logger(name: str = "ordersync") -> Any:
-    return structlog.get_logger(name)
+class Log(Protocol):
+    """What code logs through: the structlog bound-logger methods ordersync uses. Each takes
+    the event name and its fields (any JSON-ready values; :func:`redact` masks them)."""
+
+    def debug(self, event: str, *args: Any, **kw: Any) -> Any: ...
+    def info(self, event: str, *args: Any, **kw: Any) -> Any: ...
+    def warning(self, event: str, *args: Any, **kw: Any) -> Any: ...
+    def error(self, event: str, *args: Any, **kw: Any) -> Any: ...
+    def critical(self, event: str, *args: Any, **kw: Any) -> Any: ...
+    def exception(self, event: str, *args: Any, **kw: Any) -> Any: ...
+    def bind(self, **new_values: Any) -> Log: ...
+
+
+def get_logger(name: str = "ordersync") -> Log:
+    log: Log = structlog.get_logger(name)
+    return log

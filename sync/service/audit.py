@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import func, select
 
@@ -22,7 +21,9 @@ from sync.clock import Clock
 from sync.domain.windows import Window, split_range
 from sync.ledger.models import OrderRow
 from sync.ledger.store import Ledger
+from sync.logs import Log
 from sync.sources.base import Source
+from sync.webhook.inbox import WebhookInbox
 
 PRIORITY_AUDIT = 50  # after webhook refreshes (lower number = sooner)
 
@@ -57,8 +58,8 @@ class AuditReport:
 class Auditor:
     """Runs audits for one store."""
 
-    def __init__(self, *, ledger: Ledger, source: Source, inbox: Any, store: str, clock: Clock,
-                 log: Any) -> None:
+    def __init__(self, *, ledger: Ledger, source: Source, inbox: WebhookInbox, store: str,
+                 clock: Clock, log: Log) -> None:
         self.ledger = ledger
         self.source = source
         self.inbox = inbox

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol
 
+from sync.clock import Clock
 from sync.errors import FatalError
-from sync.service.poller import PassInterrupted
+from sync.logs import Log
+from sync.service.poller import PassInterrupted, Poller
 
 DUE_CHECK_S = 1.0
 """Between passes, look this often for retries that came due (a deferral after a throttle or
@@ -34,7 +36,20 @@ class Schedule:
     full: bool = False
 
 
-def run_forever(rt: Any, interval: float, stop: threading.Event, *, tick: float = 0.25) -> None:
+class Loop(Protocol):
+    """What the loop needs of a :class:`~sync.service.runtime.Runtime`."""
+
+    @property
+    def clock(self) -> Clock: ...
+
+    @property
+    def poller(self) -> Poller: ...
+
+    @property
+    def log(self) -> Log: ...
+
+
+def run_forever(rt: Loop, interval: float, stop: threading.Event, *, tick: float = 0.25) -> None:
     clock = rt.clock
     schedule = Schedule(interval, clock.monotonic())
     schedule.next_due_check = schedule.next_full
@@ -53,7 +68,7 @@ def run_forever(rt: Any, interval: float, stop: threading.Event, *, tick: float 
         stop.wait(max(0.0, min(tick, schedule.next_full - clock.monotonic())))
 
 
-def step(poller: Any, now: float, schedule: Schedule) -> None:
+def step(poller: Poller, now: float, schedule: Schedule) -> None:
     """One turn of the loop at monotonic time ``now``: the full pass when it is due (the next
     one is scheduled first, so a failing pass is not retried at once); else the orders
     webhooks announced, the retries that came due (once a second), and a paced re-read of

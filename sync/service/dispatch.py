@@ -16,8 +16,29 @@ from sync.clock import Clock
 from sync.service.push import Pusher, PushResult
 
 
+class StopCheck(Protocol):
+    """``() -> bool``: whether a stop was asked for. (A callable protocol, not
+    ``Callable[[], bool]``: mypy takes a dataclass field of that type with a default for a
+    read-only, method-like member, which a settable protocol member does not accept.)"""
+
+    def __call__(self) -> bool: ...
+
+
 class Dispatcher(Protocol):
-    def dispatch(self, store: str, refs: Sequence[str]) -> None: ...
+    """Carries out pushes: in-process (:class:`InlineDispatcher`) or through the broker
+    (:class:`QueueDispatcher`)."""
+
+    should_stop: StopCheck
+    """Asked between pushes (SIGTERM): when true, what is not started stays pending."""
+
+    def dispatch(self, store: str, refs: Sequence[str]) -> None:
+        """A change was just recorded for ``refs``: push them now."""
+        ...
+
+    def sweep(self, store: str, due: Sequence[tuple[str, Hashable]]) -> None:
+        """The per-pass re-dispatch of everything still due (each ref with the stamp of its
+        work, :meth:`~sync.ledger.store.Ledger.due_work`)."""
+        ...
 
 
 @dataclass
@@ -29,7 +50,7 @@ class InlineDispatcher:
     events_sent: int = 0
     order_calls: int = 0
     on_result: Callable[[str], None] | None = None
-    should_stop: Callable[[], bool] = lambda: False  # SIGTERM: leave the rest pending
+    should_stop: StopCheck = lambda: False  # SIGTERM: leave the rest pending
 
     batch: int = 20  # orders per ``Pusher.push_many`` (one claim, one closing transaction)
     # Issue #17: batches pushed at once (ORDERSYNC_PUSH_CONCURRENCY), so WiredPlus's latency
@@ -43,7 +64,7 @@ class InlineDispatcher:
         stay pending in the ledger, where the next pass (or run) finds them."""
         unique = list(dict.fromkeys(refs))
         size = max(self.batch, 1)
-        if self.concurrency > 1 and not getattr(self.pusher.sink, "bulk_enabled", False):
+        if self.concurrency > 1 and not self.pusher.sink.bulk_enabled:
             # One call per order: smaller batches keep ``concurrency`` requests in flight.
             size = min(size, max(1, -(-len(unique) // self.concurrency)))
         batches = [unique[i : i + size] for i in range(0, len(unique), size)]
@@ -62,6 +83,13 @@ class InlineDispatcher:
             futures = [pool.submit(run, chunk) for chunk in batches]
             for future in futures:  # a fatal error propagates once all have finished
                 self._count(future.result())
+
+    def sweep(self, store: str, due: Sequence[tuple[str, Hashable]]) -> None:
+        """Push every due order now (:meth:`dispatch`): in-process there is no queue that
+        could still hold an earlier dispatch, so the stamps are not needed."""
+        refs = [ref for ref, _ in due]
+        if refs:
+            self.dispatch(store, refs)
 
     def _count(self, results: list[PushResult]) -> None:
         for result in results:
@@ -90,6 +118,8 @@ class QueueDispatcher:
     # round trips per order drop from one to 1/batch. None = one message per order.
     send_many: Callable[[str, list[str]], None] | None = None
     batch: int = 20
+    # Sending only enqueues (a worker pushes), so nothing long runs to be stopped: never read.
+    should_stop: StopCheck = lambda: False
 
     def _send(self, store: str, refs: list[str]) -> None:
         if self.send_many is None:

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
+from sqlalchemy.orm import Session
 
 from sync.domain.events import KnownState, decide_events, known_state
 from sync.domain.freshness import refresh_due
@@ -47,6 +48,7 @@ from sync.domain.text import clean_text
 from sync.errors import SkippableError
 from sync.ledger.models import EventRow, EventState, OrderRow, OrderState
 from sync.ledger.store import Ledger
+from sync.logs import Log
 from sync.sources.base import Source
 
 MAX_DISPLAY_ID = 64
@@ -151,13 +153,13 @@ class Ingestor:
     status_map: StatusMap
     mapping: MappingContext
     first_sight_window: timedelta
-    log: Any
+    log: Log
     on_unknown_status: Callable[[str, str], None] | None = None
 
     def _cursor_date(self, order: SourceOrder) -> datetime:
         """The date the source's windows are on: created (ShopWired) or updated (Elastic
         Path), so the watermark follows what the scan filters by."""
-        if getattr(self.source, "window_field", "created") == "updated" and order.updated_at:
+        if self.source.window_field == "updated" and order.updated_at:
             return order.updated_at
         return order.created_at
 
@@ -375,7 +377,8 @@ class Ingestor:
         return result
 
     def _record_skip(
-        self, s: Any, row: OrderRow | None, p: _Prepared, now: datetime, result: IngestResult
+        self, s: Session, row: OrderRow | None, p: _Prepared, now: datetime,
+        result: IngestResult,
     ) -> None:
         result.skipped += 1
         reason = p.error or "unmappable"

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from sync import metrics
 from sync.clock import Clock
@@ -48,9 +47,13 @@ from sync.ledger.store import (
     WATERMARK,
     Ledger,
 )
+from sync.logs import Log
+from sync.service.audit import Auditor
 from sync.service.dispatch import Dispatcher
 from sync.service.ingest import Ingestor, IngestResult
+from sync.sinks.wiredplus import AccountInfo
 from sync.sources.base import Source
+from sync.webhook.inbox import WebhookInbox
 
 IDS_PER_CALL = 50
 RESERVED_WINDOW = 600.0
@@ -122,11 +125,11 @@ class Poller:
         clock: Clock,
         policy: PollPolicy,
         start_at: Callable[[datetime], datetime],
-        log: Any,
-        budget_probe: Callable[[], object] | None = None,
+        log: Log,
+        budget_probe: Callable[[], AccountInfo] | None = None,
         stop_requested: Callable[[], bool] | None = None,
-        inbox: Any = None,
-        auditor: Any = None,
+        inbox: WebhookInbox | None = None,
+        auditor: Auditor | None = None,
         audit_every: timedelta | None = None,
     ) -> None:
         self.ledger = ledger
@@ -139,8 +142,8 @@ class Poller:
         self.log = log
         self.store = ingestor.store
         self.budget_probe = budget_probe
-        self.inbox = inbox  # sync.webhook.inbox.WebhookInbox, when webhooks are configured
-        self.auditor = auditor  # sync.service.audit.Auditor
+        self.inbox = inbox  # when webhooks are configured
+        self.auditor = auditor
         self.audit_every = audit_every
         self.stop_requested = stop_requested or (lambda: False)
         self._budget_at: float | None = None
@@ -155,7 +158,7 @@ class Poller:
         self._alerted_at: float | None = None
         self._plan: RefreshPlan | None = None
         self._between = PassReport(started_at=clock.now())  # re-reads between passes
-        self._calls_seen = self._source_call_count() or 0
+        self._calls_seen = source.call_count() or 0
         ingestor.on_unknown_status = self._warn_unknown_status
 
     def _note_growth(self, new_orders: int) -> None:
@@ -215,8 +218,8 @@ class Poller:
         self.log.info(
             "budget.learned",
             store=self.store,
-            limit=getattr(info, "ratelimit_limit", None),
-            remaining=getattr(info, "ratelimit_remaining", None),
+            limit=info.ratelimit_limit,
+            remaining=info.ratelimit_remaining,
         )
 
     # -- watermark ----------------------------------------------------------------------
@@ -403,12 +406,7 @@ class Poller:
             report.watermark_after = watermark
             return
         scope = self.scope_start(now)
-        resumable = getattr(self.source, "resumable_pages", None)
-        pages: Iterator[tuple[list[Any], str | None]] = (
-            resumable(window, position) if resumable is not None
-            else ((page, None) for page in self.source.new_order_pages(window))
-        )
-        for page, after in pages:
+        for page, after in self.source.resumable_pages(window, position):
             report.new_pages += 1
             result = self.ingestor.ingest(page, now=self.clock.now(), allow_events=True,
                                            not_before=scope)
@@ -498,8 +496,7 @@ class Poller:
                 continue
             confirmed = oid in told_deleted
             if not confirmed:
-                exists = getattr(self.source, "exists", None)
-                confirmed = exists is not None and not exists(oid)
+                confirmed = not self.source.exists(oid)
             if confirmed:
                 if self.ledger.mark_deleted(self.store, ref, now,
                                             close=self.policy.close_deleted):
@@ -595,22 +592,17 @@ class Poller:
         """The created range to re-list instead of reading ``chunk`` (the most overdue
         first) by ``ids=``, when the orders created from its first one on are mostly open
         and worth more to read (:func:`~sync.domain.refresh_plan.relist_window`): one
-        listing call reads up to 100 of them, ``ids=`` only 50. ShopWired only. Returns the
+        listing call reads up to 100 of them, ``ids=`` only 50. Only where the source
+        offers it (:attr:`~sync.sources.base.Source.can_relist`: ShopWired). Returns the
         range and the ledger's orders in it (each with whether it is open)."""
         oldest_due = chunk[0]
-        if oldest_due.created_at is None or self._list_page() is None:
+        if oldest_due.created_at is None or not self.source.can_relist:
             return None
         window = self.ledger.created_from(self.store, start=oldest_due.created_at,
                                           limit=LIST_PER_CALL)
         span = relist_window(window, now, self.policy.refresh_min_interval,
                              plan=plan, chunk=chunk)
         return None if span is None else (*span, window)
-
-    def _list_page(self) -> Callable[..., list[Any]] | None:
-        from sync.sources.shopwired import ShopWiredClient
-
-        client = getattr(self.source, "client", None)
-        return client.list_orders if isinstance(client, ShopWiredClient) else None
 
     def _relist(self, report: PassReport, start: datetime, end: datetime,
                 window: Sequence[tuple[OpenOrder, bool]]) -> None:
@@ -620,9 +612,7 @@ class Poller:
         since, deleted, or past the page's end) are read by ``ids=`` right away: left due,
         the most overdue of them would pick the same range again and again, and every other
         open order would wait behind it."""
-        list_page = self._list_page()
-        assert list_page is not None
-        page = list_page(created_from=start, created_to=end, offset=0, count=LIST_PER_CALL)
+        page = self.source.list_created(start, end, LIST_PER_CALL)
         report.refresh_calls += 1
         report.refresh_relists += 1
         known = {o.order_id for o, _ in window}
@@ -637,15 +627,10 @@ class Poller:
         for i in range(0, len(unlisted), IDS_PER_CALL):
             self._read_open(report, unlisted[i:i + IDS_PER_CALL])
 
-    def _source_call_count(self) -> int | None:
-        """Every call the source's client has made (None if it does not count them)."""
-        calls = getattr(getattr(self.source, "client", None), "calls", None)
-        return sum(calls.values()) if isinstance(calls, Mapping) else None
-
     def _count_other_calls(self) -> int | None:
         """Source calls made since the last look — scans, webhook refreshes, the status
         list, audits, retries (None when the source does not count its calls)."""
-        total = self._source_call_count()
+        total = self.source.call_count()
         if total is None:
             return None
         delta, self._calls_seen = total - self._calls_seen, total
@@ -745,17 +730,10 @@ class Poller:
         return report.dispatched
 
     def _dispatch_due(self, report: PassReport) -> None:
-        sweep = getattr(self.dispatcher, "sweep", None)
-        if sweep is not None:
-            work = self.ledger.due_work(self.store, self.clock.now())
-            report.dispatched = len(work)
-            if work:
-                sweep(self.store, work)
-            return
-        due = self.ledger.due_refs(self.store, self.clock.now())
-        report.dispatched = len(due)
-        if due:
-            self.dispatcher.dispatch(self.store, due)
+        work = self.ledger.due_work(self.store, self.clock.now())
+        report.dispatched = len(work)
+        if work:
+            self.dispatcher.sweep(self.store, work)
 
     # -- backfill -----------------------------------------------------------------------
     def backfill(

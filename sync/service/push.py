@@ -34,19 +34,21 @@ from __future__ import annotations
 import json
 import random
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
+from sqlalchemy.orm import Session
+
 from sync import metrics
+from sync.apiclient import Circuit
 from sync.clock import Clock
 from sync.domain.lifecycle import (
     Deferred,
     EventStateName,
     Failed,
     OrderSnapshot,
-    PushOutcome,
     Rejected,
     RetryPolicy,
     after_event,
@@ -55,15 +57,45 @@ from sync.domain.lifecycle import (
 from sync.errors import FatalError, RetryableError, SkippableError, Throttled, Unavailable
 from sync.ledger.models import EventRow
 from sync.ledger.store import ClaimedOrder, Ledger, PushDone
-from sync.sinks.wiredplus import BulkDelivered, BulkRefused, BulkRejected
+from sync.logs import Log
+from sync.sinks.wiredplus import BulkDelivered, BulkRecordResult, BulkRefused, BulkRejected
 
 _BulkAnswer = str | RetryableError | SkippableError | FatalError
 """An order's UpdateOrder outcome from BulkOrderUpdate: its WiredPlus id or the error."""
 
 
 class Sink(Protocol):
-    def update_order(self, payload: dict[str, Any]) -> str: ...
-    def create_order_event(self, payload: dict[str, Any]) -> str: ...
+    """Where orders go (:class:`~sync.sinks.wiredplus.WiredPlusClient`)."""
+
+    def update_order(self, payload: dict[str, Any]) -> str:
+        """UpdateOrder (an upsert by ``api_reference_id``); the sink's order id."""
+        ...
+
+    def create_order_event(self, payload: dict[str, Any]) -> str:
+        """CreateOrderEvent (an upsert by ``event_reference``); the event id."""
+        ...
+
+    @property
+    def bulk_enabled(self) -> bool:
+        """Whether :meth:`bulk_update_orders` may be tried (False: one call per order)."""
+        ...
+
+    @property
+    def max_update_rows(self) -> int:
+        """Most records one :meth:`bulk_update_orders` takes."""
+        ...
+
+    def bulk_update_orders(
+        self, payloads: Sequence[Mapping[str, Any]]
+    ) -> list[BulkRecordResult]:
+        """BulkOrderUpdate: one result per payload, in order; raises BulkRefused when the
+        sink will not take it (send one by one)."""
+        ...
+
+    @property
+    def circuit(self) -> Circuit:
+        """The account's circuit: not ``closed`` while the sink fails for everybody."""
+        ...
 
 
 THROTTLE_DEFAULT_S = 60.0
@@ -115,7 +147,7 @@ class Pusher:
         sink: Sink,
         clock: Clock,
         policy: PushPolicy,
-        log: Any,
+        log: Log,
         rng: random.Random | None = None,
         after_create: Callable[[str, str, str], None] | None = None,
     ) -> None:
@@ -174,18 +206,17 @@ class Pusher:
         fatal answer to the whole request is every record's) — which :meth:`_deliver` uses in
         place of the call. Orders without an answer (bulk refused or off, or the request
         failed for good) are sent one by one."""
-        bulk_update = getattr(self.sink, "bulk_update_orders", None)
-        if bulk_update is None or not getattr(self.sink, "bulk_enabled", False):
+        if not self.sink.bulk_enabled:
             return {}
         due = [row for row in claimed if _needs_update(row)]
         if len(due) < 2:
             return {}
-        size = max(int(getattr(self.sink, "max_update_rows", 50)), 1)
+        size = max(self.sink.max_update_rows, 1)
         answers: dict[str, _BulkAnswer] = {}
         for i in range(0, len(due), size):
             chunk = due[i : i + size]
             try:
-                results = bulk_update([_update_body(row) for row in chunk])
+                results = self.sink.bulk_update_orders([_update_body(row) for row in chunk])
             except BulkRefused:
                 return answers
             except (Throttled, Unavailable, FatalError) as exc:
@@ -303,7 +334,7 @@ class Pusher:
             self._log(store, u.row, u.result, u.attempt, u.elapsed + spent)
 
     def _record_pushed(
-        self, s: Any, store: str, ref: str, owner: str, pushed: dict[str, Any]
+        self, s: Session, store: str, ref: str, owner: str, pushed: dict[str, Any]
     ) -> None:
         self.ledger.record_pushed(s, store, ref, owner, pushed["wiredplus_id"],
                                   pushed.get("pushed_hash"), self.clock.now())
@@ -341,7 +372,7 @@ class Pusher:
         # failing for everybody (the account's circuit is open — also when this very failure
         # opened it) says nothing about this order: it is deferred without spending one of
         # its attempts. Only a failure while the account works for others is its own.
-        outcome: PushOutcome
+        outcome: Deferred | Failed
         if isinstance(exc, Throttled | Unavailable) or self._sink_down():
             if exc.retry_after is not None:
                 seconds = exc.retry_after
@@ -358,7 +389,7 @@ class Pusher:
         self._apply(store, row, owner, Rejected(reason), result)
 
     def _apply(
-        self, store: str, row: ClaimedOrder, owner: str, outcome: PushOutcome,
+        self, store: str, row: ClaimedOrder, owner: str, outcome: Deferred | Failed | Rejected,
         result: PushResult,
     ) -> None:
         """The state machine decides (:func:`sync.domain.lifecycle.after_push`), the ledger
@@ -368,12 +399,11 @@ class Pusher:
                        policy=RetryPolicy(self.policy.max_attempts, self.policy.retry_base))
         self.ledger.apply_push(store, row.ref, owner, t, self.clock.now())
         result.outcome = "dead" if t.state == "dead" else "retry"
-        result.error = t.last_error if t.state == "dead" else str(getattr(outcome, "reason", ""))
+        result.error = t.last_error if t.state == "dead" else outcome.reason
 
     def _sink_down(self) -> bool:
         """Whether the sink's account circuit is open (WiredPlus fails for everybody)."""
-        circuit = getattr(self.sink, "circuit", None)
-        return circuit is not None and circuit.state != "closed"
+        return self.sink.circuit.state != "closed"
 
     def _log(
         self, store: str, row: ClaimedOrder, result: PushResult, attempt: int, duration: float

@@ -42,6 +42,7 @@ from sync.domain.mapping import is_custom_field_rejection, without_custom_fields
 from sync.domain.retry import RequestRetry
 from sync.errors import RetryableError, SkippableError
 from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client
+from sync.logs import Log
 from sync.outcomes import Outcome, body_reason_text, classify
 from sync.ratelimit import AccountAwareLimiter, HourlyBudget, Limiter
 
@@ -224,7 +225,7 @@ class WiredPlusClient(PooledApiClient):
         transport: httpx.BaseTransport | None = None,
         limiter: Limiter | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-        logger: Any = None,
+        logger: Log | None = None,
         max_limiter_wait: float = 30.0,
         max_retries: int = MAX_RETRIES,
         rng: random.Random | None = None,

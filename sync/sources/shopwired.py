@@ -36,6 +36,7 @@ from sync.clock import Clock, utc
 from sync.domain.retry import RequestRetry
 from sync.errors import RetryableError
 from sync.httpclient import DEFAULT_TIMEOUT, Exchange, Redactor, build_client
+from sync.logs import Log
 from sync.outcomes import Expect, Outcome, classify
 from sync.ratelimit import SHOPWIRED_BUCKET, LeakyBucket, Limiter
 
@@ -153,7 +154,7 @@ class ShopWiredClient(PooledApiClient):
         limiter: Limiter | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
         max_retries: int = MAX_RETRIES,
-        logger: Any = None,
+        logger: Log | None = None,
         rng: random.Random | None = None,
         max_retry_after: float = 300.0,
     ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from sync.domain.models import SourceOrder, SourceStatus
@@ -12,6 +13,7 @@ from sync.domain.text import clean_text
 from sync.domain.windows import Window
 from sync.errors import FatalError
 from sync.logs import get_logger
+from sync.sources.base import WindowField
 from sync.sources.shopwired import ScanPosition, ShopWiredClient
 
 
@@ -34,6 +36,9 @@ class ShopWiredSource:
     """Reads orders from one ShopWired store."""
 
     name = SOURCE
+
+    window_field: WindowField = "created"  # ShopWired lists (and counts) by created date
+    can_relist = True  # :meth:`list_created`: up to 100 orders per call, ``ids=`` only 50
 
     def __init__(self, client: ShopWiredClient) -> None:
         self.client = client
@@ -95,6 +100,20 @@ class ShopWiredSource:
                 return []
         half = len(ids) // 2
         return self._by_ids(ids[:half]) + self._by_ids(ids[half:])
+
+    def list_created(self, start: datetime, end: datetime, count: int) -> list[Any]:
+        """One listing call: the first ``count`` regular orders created in ``[start, end]``."""
+        return self.client.list_orders(created_from=start, created_to=end, offset=0,
+                                       count=count)
+
+    def call_count(self) -> int:
+        """Every HTTP request the client has made (``ShopWiredClient.calls``)."""
+        return sum(self.client.calls.values())
+
+    def check_credentials(self) -> bool:
+        """ShopWired has no call of its own for that: False (reading the statuses proves
+        the credentials)."""
+        return False
 
     def exists(self, order_id: str) -> bool:
         """False only when ShopWired answers 404 for this order (a confirmed deletion)."""

@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -18,11 +18,14 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select
 
+from sync.apiclient import Circuit, CircuitPolicy
 from sync.clock import FakeClock
 from sync.errors import FatalError
 from sync.ledger.models import EventRow, EventState, OrderRow, OrderState
 from sync.sandbox import Sandbox
+from sync.service.dispatch import StopCheck
 from sync.service.runtime import Runtime, build_runtime
+from sync.sinks.wiredplus import BulkRecordResult, BulkRefused
 
 from .conftest import make_settings  # type: ignore[import-not-found]
 
@@ -32,9 +35,25 @@ class _Collect:
     """A dispatcher that only remembers what it was asked to push."""
 
     refs: list[str] = field(default_factory=list)
+    should_stop: StopCheck = lambda: False
 
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
         self.refs.extend(refs)
+
+    def sweep(self, store: str, due: Sequence[tuple[str, Hashable]]) -> None:
+        self.refs.extend(ref for ref, _ in due)
+
+
+class _SpySink:
+    """Base of the test sinks below (each wraps the real one): one UpdateOrder per order (no
+    BulkOrderUpdate) and never down (a circuit of its own that nothing opens)."""
+
+    bulk_enabled = False
+    max_update_rows = 1
+    circuit = Circuit(FakeClock(), CircuitPolicy(), "spy")
+
+    def bulk_update_orders(self, payloads: Sequence[Mapping[str, Any]]) -> list[BulkRecordResult]:
+        raise BulkRefused("this test sink sends orders one by one")
 
 
 @dataclass
@@ -112,7 +131,7 @@ def test_every_order_is_leased_and_in_doubt_before_the_first_call(env: Env) -> N
     seen: list[dict[str, tuple[str | None, str | None]]] = []
     real = env.rt.pusher.sink
 
-    class Spy:
+    class Spy(_SpySink):
         def update_order(self, payload: dict[str, Any]) -> str:
             if not seen:
                 seen.append({r.ref: (r.lease_owner, r.pushed_hash) for r in env.rows().values()
@@ -134,7 +153,7 @@ def test_an_order_with_events_is_recorded_before_its_events_go_out(env: Env) -> 
     real = env.rt.pusher.sink
     checked: list[str] = []
 
-    class Spy:
+    class Spy(_SpySink):
         def update_order(self, payload: dict[str, Any]) -> str:
             return real.update_order(payload)
 
@@ -188,7 +207,7 @@ def test_a_fatal_error_records_what_succeeded_and_releases_the_rest(env: Env) ->
     real = env.rt.pusher.sink
     sent: list[str] = []
 
-    class FailsAtFour:
+    class FailsAtFour(_SpySink):
         def update_order(self, payload: dict[str, Any]) -> str:
             if len(sent) == 3:
                 raise FatalError("WiredPlus refused our credentials")
@@ -216,7 +235,7 @@ def test_a_slow_batch_gives_back_what_it_has_not_started(env: Env) -> None:
     real = env.rt.pusher.sink
     lease = env.rt.settings.lease.total_seconds()
 
-    class Slow:
+    class Slow(_SpySink):
         def update_order(self, payload: dict[str, Any]) -> str:
             env.clock.advance(lease / 4)
             return real.update_order(payload)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sync.clock import FakeClock
 from sync.ledger.models import OrderRow, OrderState
 from sync.sandbox import Sandbox
+from sync.service.dispatch import StopCheck
 from sync.service.runtime import Runtime, build_runtime
 
 from .conftest import make_settings  # type: ignore[import-not-found]
@@ -29,9 +30,13 @@ from .conftest import make_settings  # type: ignore[import-not-found]
 @dataclass
 class _Collect:
     refs: list[str] = field(default_factory=list)
+    should_stop: StopCheck = lambda: False
 
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
         self.refs.extend(refs)
+
+    def sweep(self, store: str, due: Sequence[tuple[str, Hashable]]) -> None:
+        self.refs.extend(ref for ref, _ in due)
 
 
 @dataclass

@@ -102,10 +102,35 @@ def test_a_crash_mid_window_keeps_the_watermark_and_loses_nothing(harness: Harne
         yield next(pages)  # page 1 is committed...
         raise ConnectionError("process killed between fetch and commit")
 
-    harness.rt.poller.source = type("Crashy", (), {})()  # type: ignore[assignment]
-    for name in ("statuses", "fetch_by_ids", "count_created", "raw_id", "parse", "close"):
-        setattr(harness.rt.poller.source, name, getattr(source, name))
-    harness.rt.poller.source.new_order_pages = crashing  # type: ignore[method-assign]
+    class Crashy:
+        """The source, but its scan dies after one page, cannot resume, counts no calls,
+        cannot re-list and confirms no deletion."""
+
+        name = source.name
+        window_field = source.window_field
+        can_relist = False
+        statuses, fetch_by_ids = source.statuses, source.fetch_by_ids
+        count_created, raw_id, parse = source.count_created, source.raw_id, source.parse
+        close, new_order_pages = source.close, staticmethod(crashing)
+
+        def resumable_pages(
+            self, window: Any, position: str | None = None
+        ) -> Iterator[tuple[list[Any], None]]:
+            return ((page, None) for page in self.new_order_pages(window))
+
+        def exists(self, order_id: str) -> bool:
+            return True
+
+        def list_created(self, start: Any, end: Any, count: int) -> list[Any]:
+            raise NotImplementedError
+
+        def call_count(self) -> None:
+            return None
+
+        def check_credentials(self) -> bool:
+            return False
+
+    harness.rt.poller.source = Crashy()
     with pytest.raises(ConnectionError):
         harness.rt.poller.run_pass()
     assert harness.rt.ledger.get_cursor(harness.store, WATERMARK) is None
@@ -205,10 +230,13 @@ def test_a_broken_new_order_page_does_not_stop_refreshes_and_deliveries(
     source = harness.rt.poller.source
 
     class BrokenScan:
-        resumable_pages = None  # the scan reads new_order_pages only
-
         def __getattr__(self, name: str) -> Any:
             return getattr(source, name)
+
+        def resumable_pages(
+            self, window: Any, position: str | None = None
+        ) -> Iterator[tuple[list[Any], None]]:
+            return ((page, None) for page in self.new_order_pages(window))
 
         def new_order_pages(self, window: Any) -> Iterator[list[Any]]:
             raise ValueError("ShopWired sent a page that is not JSON")
