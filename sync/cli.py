@@ -699,9 +699,7 @@ def check(store: StoreOption = None) -> None:
     source_name = "ShopWired" if settings.source == "shopwired" else "Elastic Path"
 
     def probe_source() -> str:
-        client: Any = getattr(rt.source, "client", None)
-        if hasattr(client, "access_token"):  # Elastic Path: prove the credentials work
-            client.access_token()
+        if rt.source.check_credentials():  # Elastic Path: its token endpoint
             return " (client credentials accepted)"
         return f" ({len(rt.source.statuses())} order statuses)"
 

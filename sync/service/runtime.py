@@ -22,7 +22,7 @@ from sync.domain.status_map import StatusMap, StatusMapError
 from sync.errors import ConfigError
 from sync.ledger.fleet import FleetLedger
 from sync.ledger.store import Ledger
-from sync.logs import get_logger
+from sync.logs import Log, get_logger
 from sync.ratelimit import HourlyBudget, LeakyBucket, Limiter
 from sync.registry import (
     StoreSpec,
@@ -45,6 +45,7 @@ from sync.webhook.inbox import WebhookInbox
 
 if TYPE_CHECKING:
     from sync.service.fleet import Fleet, FleetPolicy
+    from sync.sources.elasticpath import ElasticPathClient
 
 
 def load_status_map(settings: Settings) -> StatusMap:
@@ -111,7 +112,7 @@ class Runtime:
     ingestor: Ingestor
     poller: Poller
     dispatcher: Dispatcher
-    log: Any
+    log: Log
     owns_ledger: bool = True  # False when the ledger is shared by several stores' runtimes
 
     def close(self) -> None:
@@ -154,7 +155,7 @@ def _wiredplus(
 
 
 def _pusher(settings: Settings, ledger: Ledger, wiredplus: WiredPlusClient, clock: Clock,
-            log: Any, after_create: Any = None) -> Pusher:
+            log: Log, after_create: Callable[[str, str, str], None] | None = None) -> Pusher:
     return Pusher(
         ledger,
         wiredplus,
@@ -175,7 +176,7 @@ def _source(
     limiter: Limiter,
     shopwired_transport: httpx.BaseTransport | None,
     elasticpath_transport: httpx.BaseTransport | None,
-) -> tuple[Source, Any]:
+) -> tuple[Source, ElasticPathClient | None]:
     """The configured source and, for Elastic Path write-back, its client."""
     if settings.source == "elasticpath":
         from sync.sources.elasticpath import ElasticPathClient, ElasticPathSource
@@ -202,10 +203,12 @@ def _source(
     return ShopWiredSource(shopwired), None
 
 
-def _write_back(settings: Settings, client: Any, log: Any) -> Any:
+def _write_back(settings: Settings, client: ElasticPathClient | None, log: Log
+                ) -> Callable[[str, str, str], None] | None:
     """Elastic Path ``external_ref`` write-back after an order's first UpdateOrder (optional;
     a failure is logged and never fails the push)."""
-    if settings.source != "elasticpath" or not settings.elasticpath_write_back_external_ref:
+    if (client is None or settings.source != "elasticpath"
+            or not settings.elasticpath_write_back_external_ref):
         return None
 
     def after_create(store: str, source_order_id: str, wiredplus_id: str) -> None:
