@@ -1237,8 +1237,26 @@ def sandbox(
                            help="Only print the settings in .env form for docker compose "
                                 "(URLs at host.docker.internal), serve nothing.")
     ] = False,
+    stores: Annotated[int, typer.Option(
+        help="Serve this many shops and WiredPlus accounts (shop01…) on two free ports and "
+             "write --registry and --env-file for `ordersync run` (0 = one shop).")] = 0,
+    registry: Annotated[Path, typer.Option(help="With --stores: the registry file to write.")
+                        ] = Path("stores.toml"),
+    env_file: Annotated[Path, typer.Option(
+        help="With --stores: the file of `export` lines holding the secrets.")
+    ] = Path("stores.env"),
+    limits: Annotated[bool, typer.Option(
+        help="With --stores: enforce each shop's and account's rate limits.")] = True,
+    big_store_orders: Annotated[int, typer.Option(
+        help="With --stores: also a store 'big' holding this many orders.")] = 0,
 ) -> None:
     """Serve the ShopWired and WiredPlus simulators until interrupted."""
+    if stores:
+        from sync.service.demo_fleet import serve_fleet
+
+        serve_fleet(stores=stores, orders=orders, seed=seed, limits=limits, registry=registry,
+                    env_file=env_file, big_store_orders=big_store_orders, console=Console())
+        return
     from sync.sandbox import Sandbox
     from sync.sandbox.server import DOCKER_HOST_NAME, client_host, connection_env
     from sync.service.demo import serve_sandbox
@@ -1276,12 +1294,25 @@ def demo(
     source: Annotated[
         str, typer.Option(help="Which simulated shop: shopwired or elasticpath.")
     ] = "shopwired",
+    stores: Annotated[int, typer.Option(
+        help="Many stores, one deployment: this many sandbox shops, each with its own "
+             "WiredPlus account, plus one added while running (0 = the one-store demo).")
+    ] = 0,
 ) -> None:
     """Run the whole sync end to end against the built-in sandbox, then print a summary."""
     from sync.service.demo import run_demo
 
     if source not in ("shopwired", "elasticpath"):
         raise _fail("--source must be shopwired or elasticpath")
+    if stores:
+        from sync.service.demo_fleet import run_fleet_demo
+
+        if not 1 <= stores <= 100:
+            raise _fail("--stores must be between 1 and 100")
+        with _friendly():
+            code = run_fleet_demo(stores=stores, orders=min(orders, 400), seed=seed,
+                                  console=Console())
+        raise typer.Exit(code)
     with _friendly():
         code = run_demo(orders=orders, passes=passes, seed=seed, console=Console(),
                         source=source)
