@@ -149,7 +149,9 @@ def _settings(store: str | None = None) -> Settings:
     ledger = Ledger(settings.database_url)
     try:
         with _friendly():
-            ledger.check_schema()
+            # Embedded mode migrates itself (as `_runtime` does); a deployment is migrated
+            # by `ordersync migrate`.
+            ledger.create_schema() if settings.embedded else ledger.check_schema()
             return find_store(settings, FleetLedger(ledger), store)
     finally:
         ledger.dispose()
@@ -172,13 +174,16 @@ def _runtime(settings: Settings, **kw: Any) -> Any:
         return build_runtime(settings, **kw)
 
 
-def _serve_metrics(settings: Settings, log: Any, *, multiprocess: bool = False) -> None:
-    """Prometheus endpoint; a port already in use is a warning, never a crash."""
+def _serve_metrics(settings: Settings, log: Any, *, multiprocess: bool = False,
+                   stores: list[str] | None = None) -> None:
+    """Prometheus endpoint; a port already in use is a warning, never a crash. ``stores``
+    (the ledger gauges' stores) may be a list that grows while running."""
     from sync import metrics
 
     try:
         metrics.serve(settings.metrics_port, database_url=settings.database_url,
-                      stores=[settings.store], multiprocess=multiprocess)
+                      stores=[settings.store] if stores is None else stores,
+                      multiprocess=multiprocess)
     except OSError as exc:
         log.warning("metrics.unavailable", port=settings.metrics_port, error=str(exc))
 
@@ -215,7 +220,7 @@ def run() -> None:
         fleet = build_fleet(settings)
     stopper = _Stopper()
     stopper.install()
-    _serve_metrics(settings, fleet.log)
+    _serve_metrics(settings, fleet.log, stores=fleet.held)
     fleet.log.info(
         "daemon.start",
         owner=fleet.owner,
@@ -429,23 +434,26 @@ def _fleet_status(settings: Settings) -> list[dict[str, Any]] | None:
 
 
 def _print_fleet_status(rows: list[dict[str, Any]], as_json: bool) -> None:
+    """One line per store, whatever the terminal's width: the state (what is wrong and why)
+    comes last so that a long reason never folds the line."""
     if as_json:
         typer.echo(json.dumps({"stores": rows}, indent=2))
         return
-    t = SafeTable(title=f"ordersync — {len(rows)} stores (`ordersync status --store NAME` for "
-                  "one in detail)")
-    for col in ("store", "source", "state", "synced", "pending", "dead letters", "last pass",
-                "lag", "polled by"):
-        t.add_column(col, overflow="fold")
-    for r in rows:
-        bad = r["paused"] or r["health"] not in ("ok", "unknown")
-        t.add_row(r["store"], r["source"], _state_text(r), str(r["orders"].get("synced", 0)),
-                  str(r["orders"].get("pending", 0)), str(r["dead_letters"]),
-                  str(r["last_successful_pass"] or "never")[:19],
-                  _age(r["watermark_lag_seconds"]), r["polled_by"] or "—",
-                  style="red" if r["health"] in ("credentials", "config") else
-                  ("yellow" if bad else ""))
-    out.print(t)
+    head = ("store", "source", "synced", "pending", "dead", "last pass", "lag", "polled by",
+            "state")
+    lines = [head] + [(
+        r["store"], r["source"], str(r["orders"].get("synced", 0)),
+        str(r["orders"].get("pending", 0)), str(r["dead_letters"]),
+        str(r["last_successful_pass"] or "never")[:19].replace("T", " "),
+        _age(r["watermark_lag_seconds"]), r["polled_by"] or "—", _state_text(r),
+    ) for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head) - 1)]
+    bad = sum(1 for r in rows if r["paused"] or r["health"] not in ("ok", "unknown"))
+    typer.echo(f"ordersync — {len(rows)} stores, {bad} need attention "
+               "(`ordersync status --store NAME` for one in detail)")
+    for line in lines:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=False))
+                   + "  " + line[-1])
 
 
 def _status_data(settings: Settings) -> dict[str, Any]:
@@ -1134,6 +1142,22 @@ def webhook(
         ledger.dispose()
 
 
+def _last_pass_ok(settings: Settings, ledger: Any) -> str | None:
+    """The latest successful pass of any store the deployment serves (the environment
+    store's alone when it is the only one): the pollers are alive and polling. Which store
+    is unwell is for `status` to say."""
+    from sync.ledger.fleet import FleetLedger
+    from sync.ledger.store import LAST_PASS_OK
+    from sync.service.runtime import registry_loader
+
+    fleet = FleetLedger(ledger)
+    names = [sp.name for sp in registry_loader(settings, fleet)()] or [settings.store]
+    paused = {n for n, st in fleet.states().items() if st.paused}
+    times = [t for n in names if n not in paused
+             for t in [ledger.get_cursor(n, LAST_PASS_OK)] if t]
+    return max(times, key=datetime.fromisoformat) if times else None
+
+
 @app.command()
 def health(
     max_age: Annotated[
@@ -1144,8 +1168,9 @@ def health(
         bool, typer.Option("--no-pass-check", help="Only check database and broker (workers).")
     ] = False,
 ) -> None:
-    """Exit 0 when healthy: database and broker reachable, last pass recent enough."""
-    from sync.ledger.store import LAST_PASS_OK, Ledger
+    """Exit 0 when healthy: database and broker reachable, a store's last successful pass
+    recent enough (with several stores: the latest of any store's)."""
+    from sync.ledger.store import Ledger
 
     settings = _settings()
     problems: list[str] = []
@@ -1153,7 +1178,7 @@ def health(
     last_ok = None
     try:
         ledger.check_schema()
-        last_ok = ledger.get_cursor(settings.store, LAST_PASS_OK)
+        last_ok = _last_pass_ok(settings, ledger)
     except FatalError as exc:
         problems.append(str(exc))
     except Exception as exc:

@@ -188,7 +188,7 @@ def serve(port: int, *, database_url: str | None = None, stores: list[str] | Non
         from prometheus_client import REGISTRY
 
         registry = REGISTRY
-    if database_url and stores:
+    if database_url and stores is not None:  # the list may grow later (a poller's stores)
         registry.register(LedgerCollector(database_url, stores))
     start_http_server(port, registry=registry)
     return registry

@@ -184,6 +184,8 @@ class Fleet:
     policy: FleetPolicy = field(default_factory=FleetPolicy)
     owner: str = field(default_factory=poller_id)
     loops: dict[str, StoreLoop] = field(default_factory=dict)
+    held: list[str] = field(default_factory=list)
+    """The stores this poller polls, kept up to date (the metrics endpoint reports these)."""
     stopping: dict[str, StoreLoop] = field(default_factory=dict)
     """Stores asked to stop whose current step has not ended: their lease is still renewed
     (nobody else polls them meanwhile) and released once their thread ended."""
@@ -249,6 +251,7 @@ class Fleet:
                 self._start(wanted[name])
         for name in sorted(held, key=self._preference, reverse=True)[: max(0, len(held) - share)]:
             self._drop(name, "rebalanced")
+        self.held[:] = sorted(self.loops)
 
     def renew(self) -> list[str]:
         """Extend this poller's leases; stop the stores it lost; release the leases of
