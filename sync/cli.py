@@ -218,6 +218,15 @@ def run() -> None:
 
     with _friendly():
         fleet = build_fleet(settings)
+        specs = fleet.load_specs()
+        if settings.stores_file is None and all(sp.origin == "environment" for sp in specs):
+            # One store, configured by the environment: missing credentials are a start-up
+            # error naming them, as ever (with a registry, a store is marked and retried).
+            try:
+                settings.require_credentials()
+            except FatalError:
+                fleet.ledger.ledger.dispose()
+                raise
     stopper = _Stopper()
     stopper.install()
     _serve_metrics(settings, fleet.log, stores=fleet.held)
