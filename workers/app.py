@@ -95,15 +95,16 @@ def start_worker(broker_url: str, *, concurrency: int, loglevel: str) -> bool:
     vanished while it reconnected: the caller exits non-zero so the supervisor restarts it).
 
     No banner, no colours, Celery's logging replaced by ours (:func:`_log_as_ordersync`); the
-    tasks are the ones this module defines, registered once (they are shared tasks: a new
-    app picks them up by itself)."""
-    global app, _celery_safe_say
+    module's one app and the tasks it defines (no second app, no rebinding)."""
+    global _celery_safe_say
     import celery.apps.worker as celery_worker
 
     if _celery_safe_say is None:
         _celery_safe_say = celery_worker.safe_say
         celery_worker.safe_say = _say_as_log_line
-    app = make_app(broker_url)
+    # The broker may come from a .env file or REDIS_URL_FILE, which the module's app (made
+    # at import, from the process environment) did not see: point that same app at it.
+    app.conf.broker_url = broker_url
     asked = threading.Event()  # set on SIGTERM/SIGINT/SIGQUIT (warm or cold shutdown)
 
     def _asked(**_: Any) -> None:
