@@ -229,7 +229,12 @@ def store_settings(base: Settings, spec: StoreSpec) -> Settings:
     try:
         return load_settings(**values)
     except ConfigError as exc:
-        raise ConfigError(f"store {spec.name}: {exc.message}") from None
+        message = exc.message.replace("invalid configuration: ", "")
+        for name, f in sorted(Settings.model_fields.items(),
+                              key=lambda item: -len(item[1].alias or "")):
+            if f.alias:  # name the key as the store's entry spells it
+                message = message.replace(f"{f.alias}:", f"{name}:")
+        raise ConfigError(f"store {spec.name}: {message}") from None
 
 
 def resolve_name(name: str, specs: Iterable[StoreSpec]) -> str:

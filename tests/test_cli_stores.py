@@ -15,7 +15,6 @@ import pytest
 from sync.sandbox.fleet import FleetSandbox, secret_env_name, secrets_env, stores_toml
 from sync.service.demo_fleet import added_store_table
 
-
 BIN = Path(sys.executable).with_name("ordersync")
 
 

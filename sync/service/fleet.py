@@ -262,7 +262,7 @@ class Fleet:
         for name in list(self.loops):
             if name not in kept:
                 self.log.warning("lease.lost", store=name, hint="another poller took it over")
-                self._stop_loop(name)
+                self._park(name)
         ended = [n for n, loop in self.stopping.items() if not loop.thread.is_alive()]
         for name in ended:
             del self.stopping[name]
@@ -276,9 +276,7 @@ class Fleet:
             self.log.error("lease.expired", stores=sorted(self.loops),
                            hint="could not renew for a whole lease period; stopping them")
             for name in list(self.loops):
-                self._stop_loop(name)
-            for loop in self.stopping.values():
-                loop.stop.set()
+                self._park(name)
 
     def _start(self, spec: StoreSpec) -> None:
         self.log.info("lease.acquired", store=spec.name, owner=self.owner)
@@ -292,12 +290,17 @@ class Fleet:
             loop.stop.set()
         return loop
 
-    def _drop(self, name: str, why: str) -> None:
-        """Stop a store after its current step; its lease goes once the thread ended."""
-        self.log.info("store.released", store=name, reason=why)
+    def _park(self, name: str) -> None:
+        """Stop a store after its current step; it is not started again here until that
+        thread ended (never two threads on one store), and its lease, if still held, is
+        released then."""
         loop = self._stop_loop(name)
         if loop is not None:
             self.stopping[name] = loop
+
+    def _drop(self, name: str, why: str) -> None:
+        self.log.info("store.released", store=name, reason=why)
+        self._park(name)
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Stop every store after its current step and release the leases at once, so
