@@ -349,6 +349,16 @@ class Settings(BaseSettings):
         ge=1,
         le=32,
     )
+    queue_per_store: int = _env(
+        "ORDERSYNC_QUEUE_PER_STORE",
+        1000,
+        "Broker mode: at most this many of one store's orders wait in the queue for a worker; "
+        "the rest wait in the ledger and follow as the workers take the store's earlier ones. "
+        "A store backfilling 100,000 orders then holds at most this many ahead of another "
+        "store's change (about 2 s of 4 workers) instead of its whole backlog.",
+        ge=50,
+        le=1_000_000,
+    )
     max_attempts: int = _env(
         "ORDERSYNC_MAX_ATTEMPTS",
         8,

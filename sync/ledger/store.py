@@ -363,6 +363,22 @@ class Ledger:
                 )
             ]
 
+    def still_waiting(self, store: str, refs: Sequence[str], now: datetime) -> set[str]:
+        """Those of ``refs`` still pending and not claimed by a worker (their queued push
+        has not been taken yet)."""
+        found: set[str] = set()
+        with self.session() as s:
+            for i in range(0, len(refs), 1000):
+                found.update(s.scalars(
+                    select(OrderRow.ref).where(
+                        OrderRow.store == store,
+                        OrderRow.ref.in_(refs[i : i + 1000]),
+                        OrderRow.state == OrderState.PENDING,
+                        or_(OrderRow.lease_until.is_(None), OrderRow.lease_until < now),
+                    )
+                ).all())
+        return found
+
     def next_due_at(self, store: str) -> datetime | None:
         with self.session() as s:
             return s.scalar(

@@ -6,10 +6,12 @@ dispatch is harmless — the sweeper in every pass re-dispatches whatever is sti
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 from sync.clock import Clock
@@ -104,9 +106,17 @@ class InlineDispatcher:
 class QueueDispatcher:
     """Broker mode: hand each order to ``send`` (a Celery ``delay``).
 
-    ``dispatch`` (a change was just recorded) always sends. ``sweep`` (the per-pass re-dispatch
-    of everything still due) sends an order at most once per ``cooldown`` seconds, so a slow
-    queue is not flooded while a lost message is still re-sent within a cooldown."""
+    ``dispatch`` (a change was just recorded) sends at once. ``sweep`` (the re-dispatch of
+    everything still due) sends an order at most once per ``cooldown`` seconds, so a slow
+    queue is not flooded while a lost message is still re-sent within a cooldown.
+
+    **A store's share of the workers** (``max_queued``): at most that many of one store's
+    orders wait in the broker queue at a time; the rest wait in the ledger (still pending,
+    nothing lost) and are sent as the workers take the store's earlier ones — checked with
+    ``still_queued`` (the ledger: which of these are pending and not claimed by a worker) at
+    most every ``recheck`` seconds while the store is at its limit. So a store backfilling
+    100,000 orders holds at most ``max_queued`` orders ahead of another store's change in
+    the shared FIFO queue, instead of its whole backlog. None = no limit."""
 
     send: Callable[[str, str], None]
     clock: Clock
@@ -120,6 +130,12 @@ class QueueDispatcher:
     batch: int = 20
     # Sending only enqueues (a worker pushes), so nothing long runs to be stopped: never read.
     should_stop: StopCheck = lambda: False
+    max_queued: int | None = None
+    still_queued: Callable[[str, Sequence[str]], Collection[str]] | None = None
+    recheck: float = 0.5
+    _queued: dict[str, dict[str, float]] = field(default_factory=dict)
+    _waiting: dict[str, dict[str, Hashable | None]] = field(default_factory=dict)
+    _checked: dict[str, float] = field(default_factory=dict)
 
     def _send(self, store: str, refs: list[str]) -> None:
         if self.send_many is None:
@@ -136,13 +152,21 @@ class QueueDispatcher:
             self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}
             self._stamps = {k: v for k, v in self._stamps.items() if k in self._recent}
 
+    def queued(self, store: str) -> int:
+        """The store's orders sent and, as far as this dispatcher knows, still queued."""
+        return len(self._queued.get(store, {}))
+
+    def waiting(self, store: str) -> int:
+        """The store's orders held back by ``max_queued`` (pending in the ledger)."""
+        return len(self._waiting.get(store, {}))
+
     def dispatch(self, store: str, refs: Sequence[str]) -> None:
         now = self.clock.monotonic()
         self._prune(now)
-        unique = list(dict.fromkeys(refs))
-        for ref in unique:
-            self._recent[(store, ref)] = now
-        self._send(store, unique)
+        waiting = self._waiting.setdefault(store, {})
+        for ref in refs:
+            waiting.setdefault(ref, None)
+        self._drain(store, now)
 
     def sweep(self, store: str, due: Sequence[tuple[str, Hashable]]) -> None:
         """Re-send due work. The cooldown is keyed on the work, not the order: an order whose
@@ -153,16 +177,48 @@ class QueueDispatcher:
         broker)."""
         now = self.clock.monotonic()
         self._prune(now)
-        refs: list[str] = []
+        waiting = self._waiting.setdefault(store, {})
         for ref, stamp in due:
             key = (store, ref)
             last = self._recent.get(key)
             if last is not None and self._stamps.get(key) == stamp and now - last < self.cooldown:
                 continue
+            waiting[ref] = stamp
+        self._drain(store, now)
+
+    def _drain(self, store: str, now: float) -> None:
+        """Send the store's waiting orders, oldest first, as far as its share allows."""
+        waiting = self._waiting.get(store)
+        if not waiting:
+            return
+        room = self._room(store, now)
+        if room <= 0:
+            return
+        refs = list(islice(waiting, room))
+        queued = self._queued.setdefault(store, {})
+        for ref in refs:
+            stamp = waiting.pop(ref)
+            key = (store, ref)
             self._recent[key] = now
-            self._stamps[key] = stamp
-            refs.append(ref)
+            if stamp is not None:
+                self._stamps[key] = stamp
+            if self.max_queued is not None:
+                queued[ref] = now
         self._send(store, refs)
+
+    def _room(self, store: str, now: float) -> int:
+        if self.max_queued is None:
+            return sys.maxsize
+        queued = self._queued.setdefault(store, {})
+        if len(queued) >= self.max_queued and now - self._checked.get(store, -1e18) >= self.recheck:
+            self._checked[store] = now
+            alive = (set(self.still_queued(store, list(queued)))
+                     if self.still_queued is not None else set(queued))
+            # A message older than the cooldown may be lost (a flushed broker): the sweep
+            # sends that order again, so it no longer counts against the share.
+            queued = {r: t for r, t in queued.items() if r in alive and now - t < self.cooldown}
+            self._queued[store] = queued
+        return self.max_queued - len(queued)
 
     def forget(self, store: str, ref: str) -> None:
         self._recent.pop((store, ref), None)

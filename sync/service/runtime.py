@@ -7,7 +7,7 @@ injected so tests and the demo run the real wiring against the sandbox.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -239,9 +239,12 @@ def build_pusher(
     return _pusher(settings, ledger, wiredplus, clock, log), ledger, wiredplus
 
 
-def queue_dispatcher(settings: Settings, clock: Clock, celery: Any = None) -> QueueDispatcher:
-    """Broker mode: each batch of due orders becomes one Celery task for the workers.
-    ``celery`` (a :class:`celery.Celery`) may be shared by several stores' dispatchers."""
+def queue_dispatcher(settings: Settings, clock: Clock, ledger: Ledger,
+                     celery: Any = None) -> QueueDispatcher:
+    """Broker mode: each batch of due orders becomes one Celery task for the workers, at
+    most ``ORDERSYNC_QUEUE_PER_STORE`` of a store's orders queued at a time (its share of the
+    workers). ``celery`` (a :class:`celery.Celery`) may be shared by several stores'
+    dispatchers."""
     if celery is None:
         from workers.app import make_app
 
@@ -253,8 +256,12 @@ def queue_dispatcher(settings: Settings, clock: Clock, celery: Any = None) -> Qu
     def send_many(store: str, refs: list[str]) -> None:
         celery.send_task("ordersync.push_orders", args=[store, refs])
 
+    def still_queued(store: str, refs: Sequence[str]) -> set[str]:
+        return ledger.still_waiting(store, refs, clock.now())
+
     return QueueDispatcher(send=send, send_many=send_many, clock=clock,
-                           batch=push_batch_size(settings))
+                           batch=push_batch_size(settings),
+                           max_queued=settings.queue_per_store, still_queued=still_queued)
 
 
 def build_runtime(
@@ -310,7 +317,7 @@ def build_runtime(
         if should_stop is not None:
             dispatcher.should_stop = should_stop
     elif dispatcher is None:
-        dispatcher = queue_dispatcher(settings, clock, celery)
+        dispatcher = queue_dispatcher(settings, clock, ledger, celery)
     inbox = WebhookInbox(ledger, clock)
     # Elastic Path's scan is on updated_at, so it sees every change; refreshing by id would
     # cost one call per order there.
