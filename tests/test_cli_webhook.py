@@ -60,3 +60,41 @@ def test_the_configured_source_is_served(served: list[dict[str, Any]], source: s
     assert (receiver.source, receiver.path, receiver.store) == (source, path, source)
     assert call["port"] == 18099
     assert "s3cret" not in result.output
+
+
+def test_every_store_of_the_registry_is_served_on_its_own_route_with_its_own_secret(
+    served: list[dict[str, Any]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import hashlib
+    import hmac
+    from datetime import UTC, datetime
+
+    from tests.webhook.test_webhook_app import call, envelope, raw
+
+    registry = tmp_path / "stores.toml"
+    registry.write_text(
+        '[stores.acme]\nshopwired_webhook_secret_env = "ACME_HOOK"\n\n'
+        '[stores.bravo]\nshopwired_api_key = "bravo-key"\n', encoding="utf-8")
+    result = _invoke({"ORDERSYNC_STORES": str(registry), "ACME_HOOK": "acme-s3cret"})
+    assert result.exit_code == 0, result.output
+    receiver = served[0]["app"]
+    body = raw(envelope(created=datetime.now(UTC)))
+    signed = {"content-type": "application/json", "content-length": str(len(body)),
+              "x-shopwired-signature": hmac.new(b"acme-s3cret", body,
+                                                hashlib.sha256).hexdigest()}
+    assert call(receiver, "POST", "/webhooks/shopwired/acme", body, signed).status == 200
+    # bravo has no webhook secret, nobody is called "nope": 404, nothing recorded
+    assert call(receiver, "POST", "/webhooks/shopwired/bravo", body, signed).status == 404
+    assert call(receiver, "POST", "/webhooks/shopwired/nope", body, signed).status == 404
+    assert call(receiver, "POST", "/webhooks/shopwired", body, signed).status == 404
+    from sync.ledger.store import Ledger
+    from sync.webhook.inbox import WebhookInbox
+
+    ledger = Ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    try:
+        inbox = WebhookInbox(ledger)
+        assert inbox.pending_refreshes("acme", 10)
+        assert not inbox.pending_refreshes("bravo", 10)
+    finally:
+        ledger.dispose()
+    assert "acme-s3cret" not in result.output
