@@ -434,42 +434,58 @@ def build_fleet(
 
 class StorePushers:
     """What a worker process needs: one pusher per store — the store's own WiredPlus account
-    and limiter — over one shared ledger. A store is looked up in the registry when first
-    seen and again when its spec may have changed (every ``reload_after`` seconds for an
-    unknown store); after a ``FatalError`` (credentials refused) its pusher is rebuilt on the
-    next task, so a fixed secret is picked up without a restart."""
+    and limiter — over one shared ledger. A store is looked up in the registry when its first
+    task arrives and again every ``recheck`` seconds: when its entry changed (another
+    WiredPlus account, a rotated key reference) its pusher is rebuilt before the next push.
+    After a ``FatalError`` (credentials refused) :meth:`forget` drops it, so a fixed secret
+    is picked up on the next task without a restart."""
 
     def __init__(self, base: Settings, *, clock: Clock | None = None,
                  wiredplus_transport: httpx.BaseTransport | None = None,
-                 reload_after: float = 30.0) -> None:
+                 recheck: float = 30.0) -> None:
         self.base = base
         self.clock = clock or SystemClock()
         self.log = get_logger("ordersync")
         self.ledger = _open_ledger(base, create_schema=False)
         self._fleet = FleetLedger(self.ledger)
         self._transport = wiredplus_transport
-        self._reload_after = reload_after
+        self._recheck = recheck
         self._lock = threading.Lock()
-        self._pushers: dict[str, tuple[Pusher, WiredPlusClient]] = {}
+        self._pushers: dict[str, tuple[Pusher, WiredPlusClient, str]] = {}
         self._checked: dict[str, float] = {}
+
+    def _entry(self, store: str) -> tuple[Settings, str]:
+        """The store's settings and a fingerprint of its registry entry."""
+        specs = registry_loader(self.base, self._fleet)()
+        for spec in specs:
+            if spec.name == store:
+                return store_settings(self.base, spec), f"{spec.origin}:{spec.to_json()}"
+        return find_store(self.base, self._fleet, store), "environment"
 
     def for_store(self, store: str) -> Pusher:
         """The store's pusher; ConfigError when the store is unknown or misconfigured."""
         with self._lock:
             held = self._pushers.get(store)
-            if held is not None:
+            mono = self.clock.monotonic()
+            if held is not None and mono - self._checked.get(store, mono) < self._recheck:
                 return held[0]
-            settings = find_store(self.base, self._fleet, store)
+            settings, fingerprint = self._entry(store)
+            self._checked[store] = mono
+            if held is not None and held[2] == fingerprint:
+                return held[0]
+            if held is not None:
+                self.log.info("worker.store_changed", store=store)
+                held[1].close()
             settings.require_credentials(source=False)
             _, wp_limiter = _limiters(settings, self.clock)
             wiredplus = _wiredplus(settings, self.clock, wp_limiter, self._transport)
             pusher = _pusher(settings, self.ledger, wiredplus, self.clock,
                              self.log.bind(store=store))
-            self._pushers[store] = (pusher, wiredplus)
+            self._pushers[store] = (pusher, wiredplus, fingerprint)
             return pusher
 
     def forget(self, store: str) -> None:
-        """Drop a store's pusher (after its credentials were refused, or it changed)."""
+        """Drop a store's pusher (after its credentials were refused)."""
         with self._lock:
             held = self._pushers.pop(store, None)
         if held is not None:
@@ -477,7 +493,7 @@ class StorePushers:
 
     def close(self) -> None:
         with self._lock:
-            for _, wiredplus in self._pushers.values():
+            for _, wiredplus, _ in self._pushers.values():
                 wiredplus.close()
             self._pushers.clear()
         self.ledger.dispose()
