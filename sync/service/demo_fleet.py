@@ -69,15 +69,26 @@ def run_fleet_demo(*, stores: int = 3, orders: int = 200, seed: int = 7,
                    console: Console | None = None, data_dir: Path = Path("demo-data"),
                    timeout: float = 300.0) -> int:
     """See the module docstring. 0 when every check passes, 1 otherwise."""
-    from sync.ledger.fleet import FleetLedger
-    from sync.service.runtime import build_fleet
+    from sync.logs import configure
+    from sync.service.demo import _fresh_run_dir
 
     console = console or Console()
     names = store_names(stores)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path, log_file = _fresh_run_dir(data_dir)  # JSON logs to demo-data/ordersync.log
     db = data_dir / "fleet.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    try:
+        return _run(names, orders, seed, console, data_dir, db, timeout, log_path)
+    finally:
+        configure("auto", "warning")
+        log_file.close()
+
+
+def _run(names: list[str], orders: int, seed: int, console: Console, data_dir: Path,
+         db: Path, timeout: float, log_path: Path) -> int:
+    from sync.ledger.fleet import FleetLedger
+    from sync.service.runtime import build_fleet
+
+    stores = len(names)
     started = time.monotonic()
     with FleetSandbox(names, orders=orders, seed=seed) as fb:
         registry = data_dir / "stores.toml"
@@ -131,6 +142,8 @@ def run_fleet_demo(*, stores: int = 3, orders: int = 200, seed: int = 7,
                   f"added while running was synced {added_s:.1f} s after it was added")
     console.print("[green]every order in its own account, exactly once[/]" if ok else
                   "[red]a check failed (see the table)[/]")
+    console.print(f"JSON logs of the run (every line carries its store): {log_path}",
+                  highlight=False)
     return 0 if ok else 1
 
 
