@@ -59,3 +59,10 @@ bench: $(STAMP)
 .PHONY: bench-realistic
 bench-realistic: $(STAMP)
 	$(BIN)/python -m bench.realistic --private-redis --json bench/last_realistic.json
+
+## Many stores, one deployment (issue 16): 50 stores x 2,000 orders + one of 100,000 (throughput),
+## then limits on with a revoked store, a down API, a poller killed and a store added
+## (acceptance); needs PostgreSQL + redis-server, an idle machine; updates BENCHMARKS.md.
+.PHONY: bench-fleet
+bench-fleet: $(STAMP)
+	$(BIN)/python -m bench.fleet --scenario all --json bench/last_fleet.json

@@ -9,4 +9,9 @@ section: the latest run and a history table).
 ``python -m bench.realistic`` (also run by ``make bench``) measures a merchant's first complete
 sync against APIs with real-world latency and enforced budgets, next to the floor the budgets
 allow; it keeps the "Realistic scenario" section of ``BENCHMARKS.md``.
+
+``python -m bench.fleet`` (``make bench-fleet``) measures one deployment serving many stores
+(issue 16): throughput and fairness of the first syncs, and the acceptance checks (a broken
+store isolated and recovering, a killed poller's stores handed over, a store added while
+running); it keeps the "Many stores, one deployment" section of ``BENCHMARKS.md``.
 """
