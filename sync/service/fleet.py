@@ -10,7 +10,9 @@ polls the stores whose **lease** it holds (``fleet_poller_leases``):
 * it heartbeats, counts the pollers seen within one lease period, and takes free or expired
   stores up to its share (``ceil(stores / pollers)``), handing surplus stores back when
   another poller joins; leases are renewed every third of the period from this thread, so a
-  long pass never loses its store. A store whose lease was taken over, that was paused or
+  long pass never loses its store. A lease is written for the period less one look
+  (``registry_every``, 2 s), so a dead poller's stores are taken over within one lease
+  period of its last renewal. A store whose lease was taken over, that was paused or
   removed, stops after its current step. A poller that cannot renew for a whole period
   (database gone) stops all its stores: another poller may own them by then.
 * each held store runs in its own :class:`StoreLoop` thread with its own runtime (source,
@@ -62,7 +64,7 @@ class FleetPolicy:
     """How pollers share stores and how a failing store is retried (seconds)."""
 
     lease: timedelta = timedelta(seconds=30)
-    registry_every: float = 5.0
+    registry_every: float = 2.0
     retry_first: float = 30.0
     retry_max: float = 600.0
     tick: float = 0.25
@@ -219,6 +221,12 @@ class Fleet:
         """Pollers prefer different stores (less contention when several start at once)."""
         return hashlib.sha256(f"{self.owner}/{name}".encode()).hexdigest()
 
+    @property
+    def _hold(self) -> timedelta:
+        """How long a lease is written for: the lease period less one look, so that a dead
+        poller's stores are taken over within ``lease`` of its last renewal."""
+        return self.policy.lease - timedelta(seconds=self.policy.registry_every)
+
     def reconcile(self) -> None:
         """One look at the registry, the states and the leases (see the module docstring)."""
         now = self.clock.now()
@@ -246,7 +254,7 @@ class Fleet:
                 break
             if name in held or name in self.stopping:
                 continue
-            if self.ledger.acquire(name, self.owner, now, period):
+            if self.ledger.acquire(name, self.owner, now, self._hold):
                 held.add(name)
                 self._start(wanted[name])
         for name in sorted(held, key=self._preference, reverse=True)[: max(0, len(held) - share)]:
@@ -257,7 +265,7 @@ class Fleet:
         """Extend this poller's leases; stop the stores it lost; release the leases of
         stopped stores whose thread ended. Returns the stores it holds."""
         names = [*self.loops, *self.stopping]
-        kept = self.ledger.renew(self.owner, names, self.clock.now(), self.policy.lease)
+        kept = self.ledger.renew(self.owner, names, self.clock.now(), self._hold)
         self._renewed_at = self.clock.monotonic()
         for name in list(self.loops):
             if name not in kept:
@@ -272,7 +280,7 @@ class Fleet:
     def _expire_if_unrenewed(self) -> None:
         if self._renewed_at is None or not (self.loops or self.stopping):
             return
-        if self.clock.monotonic() - self._renewed_at > self.policy.lease.total_seconds():
+        if self.clock.monotonic() - self._renewed_at > self._hold.total_seconds():
             self.log.error("lease.expired", stores=sorted(self.loops),
                            hint="could not renew for a whole lease period; stopping them")
             for name in list(self.loops):
