@@ -42,6 +42,12 @@ class Dispatcher(Protocol):
         work, :meth:`~sync.ledger.store.Ledger.due_work`)."""
         ...
 
+    def backlogged(self, store: str) -> bool:
+        """True while this dispatcher itself holds work of the store still to be sent or
+        taken (then the due orders it would find in the ledger are mostly those: the
+        between-pass sweep can wait, and :meth:`dispatch` with no refs moves the backlog)."""
+        ...
+
 
 @dataclass
 class InlineDispatcher:
@@ -93,6 +99,10 @@ class InlineDispatcher:
         if refs:
             self.dispatch(store, refs)
 
+    def backlogged(self, store: str) -> bool:
+        """Never: in-process pushes are done when :meth:`dispatch` returns."""
+        return False
+
     def _count(self, results: list[PushResult]) -> None:
         for result in results:
             self.outcomes[result.outcome] += 1
@@ -100,6 +110,10 @@ class InlineDispatcher:
             self.order_calls += 1 if result.order_call else 0
             if self.on_result:
                 self.on_result(result.outcome)
+
+
+CHECK_OLDEST = 500
+"""Queued sends looked up per check while a store is at its share."""
 
 
 @dataclass
@@ -151,6 +165,9 @@ class QueueDispatcher:
         if len(self._recent) > 20_000:
             self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}
             self._stamps = {k: v for k, v in self._stamps.items() if k in self._recent}
+
+    def backlogged(self, store: str) -> bool:
+        return bool(self._waiting.get(store)) or bool(self._queued.get(store))
 
     def queued(self, store: str) -> int:
         """The store's orders sent and, as far as this dispatcher knows, still queued."""
@@ -212,12 +229,16 @@ class QueueDispatcher:
         queued = self._queued.setdefault(store, {})
         if len(queued) >= self.max_queued and now - self._checked.get(store, -1e18) >= self.recheck:
             self._checked[store] = now
-            alive = (set(self.still_queued(store, list(queued)))
-                     if self.still_queued is not None else set(queued))
+            # The queue is first in, first out: the oldest sends are the ones taken first,
+            # so looking at them is enough (a bounded query however large the share).
+            oldest = list(islice(queued, CHECK_OLDEST))
+            alive = (set(self.still_queued(store, oldest))
+                     if self.still_queued is not None else set(oldest))
             # A message older than the cooldown may be lost (a flushed broker): the sweep
             # sends that order again, so it no longer counts against the share.
-            queued = {r: t for r, t in queued.items() if r in alive and now - t < self.cooldown}
-            self._queued[store] = queued
+            for ref in oldest:
+                if ref not in alive or now - queued[ref] >= self.cooldown:
+                    del queued[ref]
         return self.max_queued - len(queued)
 
     def forget(self, store: str, ref: str) -> None:

@@ -56,6 +56,9 @@ from sync.sources.base import Source
 from sync.webhook.inbox import WebhookInbox
 
 IDS_PER_CALL = 50
+BACKLOG_SWEEP_S = 15.0
+"""While the dispatcher holds a store's backlog, the between-pass sweep of due orders runs at
+most this often (a retry that came due meanwhile waits at most this long)."""
 RESERVED_WINDOW = 600.0
 """Seconds of scan and webhook calls the refresh plan averages to know what re-reads get."""
 REFRESH_BURST = 4.0
@@ -159,6 +162,7 @@ class Poller:
         self._plan: RefreshPlan | None = None
         self._between = PassReport(started_at=clock.now())  # re-reads between passes
         self._calls_seen = source.call_count() or 0
+        self._backlog_sweep_at = 0.0
         ingestor.on_unknown_status = self._warn_unknown_status
 
     def _note_growth(self, new_orders: int) -> None:
@@ -721,10 +725,19 @@ class Poller:
     def dispatch_due(self) -> int:
         """Between passes: dispatch what has come due (a retry, a deferral after a throttle
         or an open circuit) now, not at the next pass; how many were due. Cheap when nothing
-        is: one indexed query."""
+        is: one indexed query. While the dispatcher itself holds a backlog of the store (its
+        share of the queue is full), that backlog is moved on instead and the ledger is swept
+        at most every ``BACKLOG_SWEEP_S``: the due orders are then mostly the backlog, and
+        reading thousands of them every second for every store would cost more than the
+        pushes."""
+        mono = self.clock.monotonic()
+        if self.dispatcher.backlogged(self.store) and mono < self._backlog_sweep_at:
+            self.dispatcher.dispatch(self.store, [])
+            return 0
         due_at = self.ledger.next_due_at(self.store)
         if due_at is None or due_at > self.clock.now():
             return 0
+        self._backlog_sweep_at = mono + BACKLOG_SWEEP_S
         report = PassReport(started_at=self.clock.now())
         self._dispatch_due(report)
         return report.dispatched

@@ -90,3 +90,22 @@ def test_a_lost_message_stops_counting_against_the_share_after_the_cooldown() ->
     clock.advance(121)  # the broker was flushed: those 50 are never taken
     d.sweep("a", [(f"r{i}", (1, 0, "")) for i in range(80)])
     assert len(q.sent) == 100  # 30 waiting + 20 of the lost ones re-sent
+
+
+def test_only_the_oldest_sends_are_looked_up_and_a_backlog_is_reported() -> None:
+    clock = FakeClock()
+    q = _Queue()
+    looked: list[int] = []
+
+    def still_queued(store: str, refs: list[str]) -> set[str]:
+        looked.append(len(refs))
+        return q.still_queued(store, refs)
+
+    d = QueueDispatcher(send=q.send, clock=clock, max_queued=2000, still_queued=still_queued)
+    assert not d.backlogged("big")
+    d.dispatch("big", [f"b{i}" for i in range(3000)])
+    assert d.backlogged("big") and len(q.sent) == 2000
+    q.take("big", 2000)
+    clock.advance(0.5)
+    d.dispatch("big", [])
+    assert looked == [500] and len(q.sent) == 2500  # bounded query, the oldest freed first

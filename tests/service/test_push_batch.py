@@ -43,6 +43,9 @@ class _Collect:
     def sweep(self, store: str, due: Sequence[tuple[str, Hashable]]) -> None:
         self.refs.extend(ref for ref, _ in due)
 
+    def backlogged(self, store: str) -> bool:
+        return False
+
 
 class _SpySink:
     """Base of the test sinks below (each wraps the real one): one UpdateOrder per order (no

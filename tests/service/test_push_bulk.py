@@ -38,6 +38,9 @@ class _Collect:
     def sweep(self, store: str, due: Sequence[tuple[str, Hashable]]) -> None:
         self.refs.extend(ref for ref, _ in due)
 
+    def backlogged(self, store: str) -> bool:
+        return False
+
 
 @dataclass
 class Env:
