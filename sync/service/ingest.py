@@ -141,6 +141,32 @@ class _Prepared:
     body: dict[str, Any] | None
     digest: str | None
     error: str | None
+    raw: Any = None  # kept when ``seen`` is set (to prepare it in full if needed)
+    seen: _Seen | None = None  # byte-identical to the record last stored: not parsed again
+    fingerprint: bytes | None = None
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """What the last successful store of an order recorded: the raw record's fingerprint,
+    the body's content hash and the date the watermark follows."""
+
+    fingerprint: bytes
+    digest: str
+    cursor_date: datetime
+
+
+SEEN_LIMIT = 500_000
+"""Orders per store whose last stored record is remembered (about 100 bytes each)."""
+
+
+def fingerprint(raw: Any) -> bytes | None:
+    """A digest of a raw record's exact content (None if it cannot be serialised)."""
+    try:
+        text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return None
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 @dataclass
@@ -155,6 +181,11 @@ class Ingestor:
     first_sight_window: timedelta
     log: Log
     on_unknown_status: Callable[[str, str], None] | None = None
+    # Re-reads of open orders are mostly unchanged: a record byte-identical to the one last
+    # stored (the mapping is a pure function of the record and this store's fixed settings)
+    # is not parsed, mapped and hashed again — the ledger row is only marked as read, as the
+    # long way would do. The row must still hold that record's hash; else the long way.
+    _seen: dict[str, _Seen] = field(default_factory=dict)
 
     def _cursor_date(self, order: SourceOrder) -> datetime:
         """The date the source's windows are on: created (ShopWired) or updated (Elastic
@@ -182,6 +213,15 @@ class Ingestor:
             ref = api_reference_id(order_id, self.mapping)
             return _Prepared(ref, order_id, None, None, None, None, reason)
         ref = api_reference_id(order_id, self.mapping)
+        fp = fingerprint(raw)
+        seen = self._seen.get(ref)
+        if fp is not None and seen is not None and seen.fingerprint == fp:
+            return _Prepared(ref, order_id, None, None, None, seen.digest, None, raw=raw,
+                             seen=seen, fingerprint=fp)
+        return self._prepare_in_full(raw, ref, order_id, fp)
+
+    def _prepare_in_full(self, raw: Any, ref: str, order_id: str,
+                         fp: bytes | None) -> _Prepared:
         try:
             order = self.source.parse(raw)
             resolution = self.status_map.resolve(order.status)
@@ -195,7 +235,7 @@ class Ingestor:
             self.log.warning("order.unreadable", store=self.store, ref=ref,
                              error=type(exc).__name__)
             return _Prepared(ref, order_id, None, None, None, None, _failure_reason(exc))
-        return _Prepared(ref, order_id, order, resolution, body, digest, None)
+        return _Prepared(ref, order_id, order, resolution, body, digest, None, fingerprint=fp)
 
     def ingest(
         self,
@@ -263,16 +303,28 @@ class Ingestor:
         """Write prepared orders in one transaction (see :meth:`ingest`)."""
         result = IngestResult()
         result.seen = len(prepared)
+        stored: dict[str, _Seen] = {}
         with self.ledger.session() as s:
             rows = self.ledger.load_orders(s, self.store, list(prepared))
             candidate_events: dict[str, list[tuple[str, str, dict[str, Any]]]] = {}
             for ref, p in prepared.items():
                 result.seen_ids.add(p.order_id)
                 row = rows.get(ref)
+                if p.seen is not None:
+                    if (row is not None and row.state != OrderState.SKIPPED
+                            and row.content_hash == p.seen.digest):
+                        result.created.append(p.seen.cursor_date)
+                        row.last_checked_at = now
+                        row.refresh_due_at = refresh_due(row.order_status, now)
+                        result.unchanged += 1
+                        continue
+                    p = self._prepare_in_full(p.raw, ref, p.order_id, p.fingerprint)
                 if p.error is not None:
                     self._record_skip(s, row, p, now, result)
                     continue
                 assert p.order and p.resolution and p.body is not None and p.digest
+                if p.fingerprint is not None:
+                    stored[ref] = _Seen(p.fingerprint, p.digest, self._cursor_date(p.order))
                 result.created.append(self._cursor_date(p.order))
                 if row is None and not_before is not None and p.order.created_at < not_before:
                     result.out_of_scope += 1
@@ -374,6 +426,9 @@ class Ingestor:
                     row.next_attempt_at = now
                     row.last_error = None
                     result.to_push.append(ref)
+        if len(self._seen) + len(stored) > SEEN_LIMIT:
+            self._seen.clear()
+        self._seen.update(stored)  # only once committed
         return result
 
     def _record_skip(

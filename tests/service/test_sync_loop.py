@@ -261,3 +261,40 @@ def test_a_429_storm_delays_orders_without_burning_their_attempts(harness: Harne
     counts = harness.rt.ledger.counts(harness.store)
     assert counts.orders[OrderState.SYNCED] == len(_in_scope(harness))
     assert counts.orders[OrderState.DEAD] == 0
+
+
+def test_an_unchanged_re_read_skips_the_mapping_but_a_row_that_moved_on_is_mapped_again(
+    harness: Harness,
+) -> None:
+    """Re-reads of byte-identical records are only marked as read; if the ledger row no
+    longer holds what was last stored (another poller wrote it, an operator edited it), the
+    record goes the long way and the row is put right."""
+    harness.run()
+    oid = sorted(_in_scope(harness))[0]
+    ref = harness.rt.ledger.ref_for(harness.store, oid)
+    assert ref is not None
+    calls: list[str] = []
+    parse = harness.rt.source.parse
+
+    def counting_parse(raw: Any) -> Any:
+        calls.append(str(raw.get("id")))
+        return parse(raw)
+
+    harness.rt.source.parse = counting_parse  # type: ignore[method-assign]
+    before = harness.rt.ledger.get_order(harness.store, ref)
+    assert before is not None
+    harness.clock.advance(13 * 3600)  # past every freshness target: everything re-read
+    harness.run(passes=4)
+    again = harness.rt.ledger.get_order(harness.store, ref)
+    assert again is not None and again.last_checked_at > before.last_checked_at  # re-read
+    assert calls == []  # nothing changed: nothing parsed again
+    with harness.rt.ledger.session() as s:
+        from sync.ledger.models import OrderRow
+
+        row = s.query(OrderRow).filter_by(store=harness.store, ref=ref).one()
+        row.content_hash = "edited-elsewhere"
+    harness.clock.advance(13 * 3600)
+    harness.run(passes=4)
+    assert calls == [oid]
+    row_after = harness.rt.ledger.get_order(harness.store, ref)
+    assert row_after is not None and row_after.content_hash != "edited-elsewhere"
