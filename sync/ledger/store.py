@@ -65,8 +65,12 @@ LAST_AUDIT = "last_audit"  # JSON: how the last pass spent its ShopWired calls
 REFRESH_PLAN = "refresh_plan"  # JSON: open orders, staleness bound and percentiles (poller)
 
 
-def make_engine(url: str) -> Engine:
-    """Engine with sane settings for concurrent workers (WAL + busy timeout on SQLite)."""
+def make_engine(url: str, *, threads: int = 5) -> Engine:
+    """Engine with sane settings for concurrent workers (WAL + busy timeout on SQLite).
+    ``threads``: how many threads of the process use it at once (a poller serving many
+    stores: one per store). PostgreSQL gets that many pooled connections plus 5, at least 10
+    and at most 25: a thread seldom waits for one, and two pollers and four workers stay
+    well inside PostgreSQL's default 100 connections."""
     if url.startswith("sqlite"):
         # A small pool per process (connections are opened after a fork, never shared):
         # reconnecting per transaction costs more than the push itself.
@@ -84,7 +88,8 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    total = max(10, min(threads + 5, 25))
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=total - 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +190,9 @@ class Counts:
 class Ledger:
     """Access to the ledger database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, threads: int = 5) -> None:
         self.url = url
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, threads=threads)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def create_schema(self) -> None:

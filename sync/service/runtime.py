@@ -128,8 +128,8 @@ def push_batch_size(settings: Settings) -> int:
     return 50 if settings.wiredplus_bulk else 20
 
 
-def _open_ledger(settings: Settings, create_schema: bool) -> Ledger:
-    ledger = Ledger(settings.database_url)
+def _open_ledger(settings: Settings, create_schema: bool, *, threads: int = 5) -> Ledger:
+    ledger = Ledger(settings.database_url, threads=threads)
     with_schema = ledger.create_schema if create_schema else ledger.check_schema
     try:
         with_schema()
@@ -409,7 +409,7 @@ def build_fleet(
     from sync.service.fleet import Fleet, FleetPolicy, poller_id
 
     clock = clock or SystemClock()
-    ledger = _open_ledger(base, create_schema=base.embedded)
+    ledger = _open_ledger(base, create_schema=base.embedded, threads=50)  # a thread per store
     fleet_ledger = FleetLedger(ledger)
     celery = None
     if not base.embedded:
