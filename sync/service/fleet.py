@@ -230,7 +230,6 @@ class Fleet:
     def reconcile(self) -> None:
         """One look at the registry, the states and the leases (see the module docstring)."""
         now = self.clock.now()
-        period = self.policy.lease
         try:
             specs = {s.name: s for s in self.load_specs()}
         except ConfigError as exc:  # a broken registry file: keep polling what we have
@@ -240,7 +239,9 @@ class Fleet:
         wanted = {n: s for n, s in specs.items()
                   if not (states.get(n) and states[n].paused)}
         self.ledger.heartbeat(self.owner, socket.gethostname(), os.getpid(), now)
-        pollers = max(1, len(self.ledger.live_pollers(now, period)))
+        # Pollers seen within one lease hold: a dead one stops counting when its leases
+        # expire, so its stores are all taken at once.
+        pollers = max(1, len(self.ledger.live_pollers(now, self._hold)))
         share = math.ceil(len(wanted) / pollers) if wanted else 0
         for name in list(self.loops):
             loop = self.loops[name]
