@@ -55,7 +55,6 @@ import traceback
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from types import TracebackType
 from typing import Literal, NamedTuple
 
 import httpx
@@ -64,7 +63,7 @@ from sync.clock import Clock, SystemClock
 from sync.sandbox._common import json_response
 from sync.sandbox.elasticpath import ElasticPathSimulator
 from sync.sandbox.generator import Activity
-from sync.sandbox.server import RunningServer, serve
+from sync.sandbox.server import Handler, RunningServer, ServedSimulators
 from sync.sandbox.shopwired import ShopWiredSimulator
 from sync.sandbox.wiredplus import WiredPlusSimulator
 
@@ -254,7 +253,7 @@ class FleetStore:
         return key in self.elasticpath.orders
 
 
-class FleetSandbox:
+class FleetSandbox(ServedSimulators):
     """Many stores, each with its own shop and WiredPlus account, on two loopback ports.
 
     ``stores``: names or :class:`StoreSpec`; ``orders``: generated orders per store unless
@@ -383,34 +382,8 @@ class FleetSandbox:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> FleetSandbox:
-        """Start both HTTP servers (idempotent)."""
-        if not self._servers:
-            self._servers["shops"] = serve(
-                self.handle_shop, self.host, stall_seconds=self.stall_seconds
-            )
-            self._servers["wiredplus"] = serve(
-                self.handle_wiredplus, self.host, stall_seconds=self.stall_seconds
-            )
-        return self
-
-    def stop(self) -> None:
-        """Stop activity and both servers (idempotent)."""
-        self.stop_activity()
-        for srv in self._servers.values():
-            srv.stop()
-        self._servers.clear()
-
-    def __enter__(self) -> FleetSandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _handlers(self) -> dict[str, Handler]:
+        return {"shops": self.handle_shop, "wiredplus": self.handle_wiredplus}
 
     # ------------------------------------------------------------------ routing
 

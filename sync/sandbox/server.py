@@ -38,7 +38,7 @@ from collections.abc import Callable
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -229,7 +229,50 @@ def serve(
     return RunningServer(server, thread)
 
 
-class Sandbox:
+class ServedSimulators:
+    """Lifecycle shared by the sandboxes: a shop side and a WiredPlus side, each behind
+    :func:`serve` on loopback. Subclasses say which handlers (:meth:`_handlers`) and stop
+    their own activity thread (:meth:`stop_activity`). ``start`` and ``stop`` are idempotent;
+    the object is its own context manager."""
+
+    host: str
+    stall_seconds: float
+    _servers: dict[str, RunningServer]
+
+    def _handlers(self) -> dict[str, Handler]:
+        raise NotImplementedError
+
+    def stop_activity(self) -> None:
+        raise NotImplementedError
+
+    def start(self) -> Self:
+        """Start both HTTP servers (idempotent)."""
+        if not self._servers:
+            for name, handler in self._handlers().items():
+                self._servers[name] = serve(handler, self.host,
+                                            stall_seconds=self.stall_seconds)
+        return self
+
+    def stop(self) -> None:
+        """Stop activity and both servers (idempotent)."""
+        self.stop_activity()
+        for srv in self._servers.values():
+            srv.stop()
+        self._servers.clear()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class Sandbox(ServedSimulators):
     """Both simulators, one clock, one seed, served on free loopback ports.
 
     Use as ``with Sandbox(orders=200) as sb: ...``; ``sb.shopwired_url`` and
@@ -301,34 +344,8 @@ class Sandbox:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> Sandbox:
-        """Start both HTTP servers (idempotent)."""
-        if not self._servers:
-            self._servers["shopwired"] = serve(
-                self.shopwired.handle, self.host, stall_seconds=self.stall_seconds
-            )
-            self._servers["wiredplus"] = serve(
-                self.wiredplus.handle, self.host, stall_seconds=self.stall_seconds
-            )
-        return self
-
-    def stop(self) -> None:
-        """Stop activity and both servers (idempotent)."""
-        self.stop_activity()
-        for srv in self._servers.values():
-            srv.stop()
-        self._servers.clear()
-
-    def __enter__(self) -> Sandbox:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+    def _handlers(self) -> dict[str, Handler]:
+        return {"shopwired": self.shopwired.handle, "wiredplus": self.wiredplus.handle}
 
     # ------------------------------------------------------------------ addresses
 
