@@ -445,12 +445,23 @@ def serve_sandbox(
         soft_wrap=True,
     )
     try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
+        wait_for_stop_signal()
     finally:
         sb.stop()
+
+
+def wait_for_stop_signal() -> None:
+    """Block until SIGINT (Ctrl-C) or SIGTERM (docker stop). The handlers are installed
+    explicitly: a process started in the background by a non-interactive shell inherits
+    SIGINT *ignored*, and Python then never raises KeyboardInterrupt."""
+    import signal
+    import threading
+
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(1.0):
+        pass
 
 
 def demo_elasticpath(

@@ -12,7 +12,6 @@ and no account holds another store's order.
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -163,10 +162,6 @@ def serve_fleet(*, stores: int, orders: int, seed: int, limits: bool, registry: 
         console.print(describe_fleet(fb))
         console.print(f"registry written to {registry}, secrets to {env_file}; serving "
                       f"(limits {'on' if limits else 'off'}) until Ctrl-C", highlight=False)
-        done = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: done.set())
-        try:
-            while not done.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
+        from sync.service.demo import wait_for_stop_signal
+
+        wait_for_stop_signal()
