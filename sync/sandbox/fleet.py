@@ -538,13 +538,6 @@ class FleetSandbox(ServedSimulators):
         self._activity_thread = threading.Thread(target=run, name="fleet-activity", daemon=True)
         self._activity_thread.start()
 
-    def stop_activity(self) -> None:
-        """Stop the activity thread, if running, and wait for it."""
-        self._activity_stop.set()
-        if self._activity_thread is not None:
-            self._activity_thread.join(timeout=5)
-            self._activity_thread = None
-
     # ------------------------------------------------------------------ oracles
 
     def counts(self) -> dict[str, StoreCounts]:

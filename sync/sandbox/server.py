@@ -242,8 +242,15 @@ class ServedSimulators:
     def _handlers(self) -> dict[str, Handler]:
         raise NotImplementedError
 
+    _activity_stop: threading.Event
+    _activity_thread: threading.Thread | None
+
     def stop_activity(self) -> None:
-        raise NotImplementedError
+        """Stop the activity thread, if running, and wait for it."""
+        self._activity_stop.set()
+        if self._activity_thread is not None:
+            self._activity_thread.join(timeout=5)
+            self._activity_thread = None
 
     def start(self) -> Self:
         """Start both HTTP servers (idempotent)."""
@@ -407,13 +414,6 @@ class Sandbox(ServedSimulators):
 
         self._activity_thread = threading.Thread(target=run, name="sandbox-activity", daemon=True)
         self._activity_thread.start()
-
-    def stop_activity(self) -> None:
-        """Stop the activity thread, if running, and wait for it."""
-        self._activity_stop.set()
-        if self._activity_thread is not None:
-            self._activity_thread.join(timeout=5)
-            self._activity_thread = None
 
 
 def describe(sb: Sandbox) -> str:
