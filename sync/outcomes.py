@@ -85,6 +85,7 @@ from typing import Any, Final, Literal
 
 import httpx
 
+from sync import jsoncodec
 from sync.errors import FatalError, RetryableError, SkippableError, Throttled
 from sync.redact import api_error_excerpt
 
@@ -205,7 +206,7 @@ def decode_json(text: str) -> Any:
     if not text.strip():
         return INVALID_JSON
     try:
-        return json.loads(text)
+        return jsoncodec.loads(text)
     except (ValueError, RecursionError):
         return INVALID_JSON
 

@@ -68,9 +68,13 @@ REFRESH_PLAN = "refresh_plan"  # JSON: open orders, staleness bound and percenti
 def make_engine(url: str, *, threads: int = 5) -> Engine:
     """Engine with sane settings for concurrent workers (WAL + busy timeout on SQLite).
     ``threads``: how many threads of the process use it at once (a poller serving many
-    stores: one per store). PostgreSQL gets that many pooled connections plus 5, at least 10
-    and at most 25: a thread seldom waits for one, and two pollers and four workers stay
-    well inside PostgreSQL's default 100 connections."""
+    stores: one per store). PostgreSQL keeps that many connections plus 5 open, at least 10
+    and at most 25, and opens up to 10 more for a burst: a thread seldom waits for one, and
+    two pollers and four workers stay well inside PostgreSQL's default 100 connections. The
+    kept connections are the pool's size, not its overflow: an overflow connection is closed
+    when it is given back, and a poller whose store threads each opened one per transaction
+    spent more CPU (its own and PostgreSQL's, a backend forked per connection) connecting
+    than syncing."""
     if url.startswith("sqlite"):
         # A small pool per process (connections are opened after a fork, never shared):
         # reconnecting per transaction costs more than the push itself.
@@ -88,8 +92,8 @@ def make_engine(url: str, *, threads: int = 5) -> Engine:
             cur.close()
 
         return engine
-    total = max(10, min(threads + 5, 25))
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=total - 5)
+    kept = max(10, min(threads + 5, 25))
+    return create_engine(url, pool_pre_ping=True, pool_size=kept, max_overflow=10)
 
 
 @dataclass(frozen=True, slots=True)

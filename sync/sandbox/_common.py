@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import math
 import random
 import threading
@@ -16,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from sync import jsoncodec
 from sync.clock import Clock
 from sync.sandbox.faults import Faults
 
@@ -32,7 +32,7 @@ _HTML_PAGES = {
 
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON (non-ASCII characters kept as they are, like most PHP APIs)."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return jsoncodec.dumps_compact(obj)
 
 
 def json_response(

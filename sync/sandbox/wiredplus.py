@@ -120,6 +120,7 @@ from typing import Any
 
 import httpx
 
+from sync import jsoncodec
 from sync.clock import Clock
 from sync.sandbox._common import (
     FaultPlan,
@@ -592,7 +593,7 @@ class WiredPlusSimulator:
             if contact_id is None:
                 contact_id = self.contacts[email] = self._next_contact
                 self._next_contact += 1
-        stored = json.loads(json.dumps(body))  # a deep, JSON-clean copy
+        stored = jsoncodec.loads(jsoncodec.dumps_compact(body))  # a deep, JSON-clean copy
         if oid is None:
             oid = self._new_id()
             created, message, action = now, "Order created", "created"
@@ -663,7 +664,7 @@ class WiredPlusSimulator:
         self._note_unknown("CreateOrderEvent", body, EVENT_KEYS, "order_event_lines",
                            EVENT_LINE_KEYS)
         now = self._now_text()
-        stored = json.loads(json.dumps(body))
+        stored = jsoncodec.loads(jsoncodec.dumps_compact(body))
         if eid is None:
             eid = self._new_id()
             created, message, action = now, "Event created", "created"

@@ -273,9 +273,10 @@ class Fleet:
                 self.log.warning("lease.lost", store=name, hint="another poller took it over")
                 self._park(name)
         ended = [n for n, loop in self.stopping.items() if not loop.thread.is_alive()]
+        # Released before it leaves ``stopping``: whoever sees it gone sees it free.
+        self.ledger.release(self.owner, [n for n in ended if n in kept])
         for name in ended:
             del self.stopping[name]
-        self.ledger.release(self.owner, [n for n in ended if n in kept])
         return sorted(set(kept) - set(ended))
 
     def _expire_if_unrenewed(self) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
+from sync import jsoncodec
 from sync.domain.events import KnownState, decide_events, known_state
 from sync.domain.freshness import refresh_due
 from sync.domain.mapping import (
@@ -163,10 +164,10 @@ SEEN_LIMIT = 500_000
 def fingerprint(raw: Any) -> bytes | None:
     """A digest of a raw record's exact content (None if it cannot be serialised)."""
     try:
-        text = json.dumps(raw, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        data = jsoncodec.canonical_bytes(raw)
     except (TypeError, ValueError):
         return None
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+    return hashlib.blake2b(data, digest_size=16).digest()
 
 
 @dataclass
