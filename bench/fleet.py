@@ -23,7 +23,13 @@ none is inside the settle delay. The sandbox's CPU is the orchestrator's (report
 Scenarios
 ---------
 **throughput** (limits off): ``--stores`` stores × ``--orders`` orders plus one store ``big``
-with ``--big`` orders. From the pollers' launch, ``counts()`` is sampled every second: a
+with ``--big`` orders. *Limits off* is on both sides: the shops and accounts enforce no limit,
+and the daemons know it as an operator would tell them — each store's registry entry sets
+``shopwired_rate`` to what the shop allows and each account's ``GetAccountInfo`` advertises
+its (unbinding) budget (:data:`~sync.sandbox.fleet.NO_LIMIT_RATE`); every other setting is
+the default (re-reads keep their 30 % share and the 60 s floor between two reads of an
+order). Paced at the documented 2 calls/s the store ``big`` alone would need 1,000 pages ÷
+2/s ≈ 8 minutes. From the pollers' launch, ``counts()`` is sampled every second: a
 store's *first-sync completion* is the first sample at which its WiredPlus account holds all
 its shop's orders. Figures: aggregate orders/s (every order / the last completion), the
 median and the maximum completion over the small stores and their ratio (target ≤ 2: one big
@@ -171,6 +177,8 @@ class Tracker:
         self._ledger = Ledger(database_url)
         self._fleet = FleetLedger(self._ledger)
         self.complete_at: dict[str, float] = {}
+        self.first_at: dict[str, float] = {}
+        """When each store's account first held one of its orders (its sync is running)."""
         self.counts: dict[str, StoreCounts] = {}
         self.progress: list[tuple[float, int]] = []
         self.leases: dict[str, str] = {}
@@ -209,6 +217,8 @@ class Tracker:
             self.counts = counts
             self.progress.append((t, sum(c.orders for c in counts.values())))
             for name, c in counts.items():
+                if name not in self.first_at and c.orders > 0:
+                    self.first_at[name] = t
                 if name not in self.complete_at and c.shop_orders and c.orders >= c.shop_orders:
                     self.complete_at[name] = t
         return counts
@@ -225,6 +235,10 @@ class Tracker:
     def done(self, name: str) -> float | None:
         with self._lock:
             return self.complete_at.get(name)
+
+    def first(self, name: str) -> float | None:
+        with self._lock:
+            return self.first_at.get(name)
 
     def held_by(self) -> dict[str, set[str]]:
         """Owner → the stores it holds a live lease on (latest sample)."""
@@ -710,7 +724,10 @@ def _kill_one_poller(dep: Deployment, tracker: Tracker, good: Sequence[str], t0:
 
 def _add_store(dep: Deployment, fb: FleetSandbox, tracker: Tracker, t0: float, plan: Plan,
                log: Callable[[str], None]) -> dict[str, Any]:
-    """``ordersync stores add`` the sandbox's extra store; the time until it is complete."""
+    """``ordersync stores add`` the sandbox's extra store; the time until it is syncing (its
+    first orders in its account: the issue's "syncing within one poll interval") and until
+    it is complete (every order; with 48 other stores' first syncs queued ahead of its pushes
+    on the shared workers, this takes longer)."""
     from sync.sandbox.fleet import secret_env_name
 
     key, _ = fb.shopwired_credentials(ADDED)
@@ -732,11 +749,13 @@ def _add_store(dep: Deployment, fb: FleetSandbox, tracker: Tracker, t0: float, p
                            f"{(r.stderr or r.stdout)[-1000:]}")
     log(f"  [{started:5.0f}s] ordersync stores add {ADDED} ({returned - started:.1f} s)")
     _wait(lambda: tracker.done(ADDED) is not None, POLL_INTERVAL_S * 5, dep, every=0.5)
-    done = tracker.done(ADDED)
+    done, first = tracker.done(ADDED), tracker.first(ADDED)
     synced = done - started if done is not None else None
-    log(f"  [{_now(t0):5.0f}s] {ADDED} complete {_s(synced)} after the command "
-        f"(target ≤ {POLL_INTERVAL_S:.0f} s)")
+    syncing = first - started if first is not None else None
+    log(f"  [{_now(t0):5.0f}s] {ADDED} syncing {_s(syncing)} after the command (target ≤ "
+        f"{POLL_INTERVAL_S:.0f} s), complete {_s(synced)}")
     return {"at_s": started, "cli_s": returned - started, "synced_s": synced,
+            "syncing_s": syncing,
             "orders": fb.counts()[ADDED].shop_orders, "target_s": POLL_INTERVAL_S}
 
 
@@ -775,9 +794,11 @@ def _acceptance_checks(r: Mapping[str, Any], good: Sequence[str]) -> list[dict[s
               f"≤ {hv['target_s']:.0f} s (lease {LEASE_S:.0f} s + registry tick "
               f"{REGISTRY_TICK_S:.0f} s)",
               hv["handover_s"] is not None and hv["handover_s"] <= hv["target_s"]),
-        check("store added while running: fully synced", _s(add["synced_s"]),
+        check("store added while running: syncing (its first orders in its account)",
+              f"{_s(add.get('syncing_s'))} (complete: {_s(add['synced_s'])})",
               f"≤ {add['target_s']:.0f} s (one poll interval)",
-              add["synced_s"] is not None and add["synced_s"] <= add["target_s"]),
+              add.get("syncing_s") is not None and add["syncing_s"] <= add["target_s"]
+              and add["synced_s"] is not None),
         check("every store complete at the end",
               len(once["stores_incomplete"]), "0", not once["stores_incomplete"]),
         check("duplicate orders / events", f"{once['duplicate_orders']} / "
@@ -946,7 +967,9 @@ def history_row(results: Mapping[str, Any]) -> str:
         cells += ["—"] * 4
     if ac:
         rest = ac["restore"]
-        cells += [_s(ac["handover"]["handover_s"]), _s(ac["add"]["synced_s"]),
+        add = ac["add"]
+        cells += [_s(ac["handover"]["handover_s"]),
+                  f"{_s(add.get('syncing_s'))} · {_s(add['synced_s'])}",
                   f"{_s(rest.get('credentials_recovered_s'))} · "
                   f"{_s(rest.get('api_down_recovered_s'))}",
                   f"{ac['apis']['shop_429']} · {ac['apis']['account_429']}"]
@@ -960,7 +983,8 @@ def history_row(results: Mapping[str, Any]) -> str:
 
 HISTORY_HEAD = (
     "| run | commit | stores × orders + big | orders/s | small: median · max | max/median | "
-    "big store | handover after kill -9 | added store synced | recovery: credentials · API "
+    "big store | handover after kill -9 | added store: syncing · complete "
+    "| recovery: credentials · API "
     "| 429 shops · accounts | duplicates + foreign | checks |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )

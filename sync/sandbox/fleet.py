@@ -37,7 +37,12 @@ thread stepping every ShopWired shop's :class:`~sync.sandbox.generator.Activity`
 
 ``limits=True`` (default) enforces the documented limits per store: the ShopWired leaky bucket
 (40 deep, 2/s), the WiredPlus hourly budget (``hourly_limit``), Elastic Path's 25 requests/s.
-``limits=False`` switches all of them off (throughput runs).
+``limits=False`` switches all of them off (throughput runs), and says so to the daemon: each
+account's ``GetAccountInfo`` advertises a budget that never binds (:data:`NO_LIMIT_HOURLY`)
+and :func:`stores_toml` gives each store the rate of a shop without limits
+(:data:`NO_LIMIT_RATE` calls/s, ``shopwired_rate`` or ``elasticpath_rate``) unless its spec
+sets one. Otherwise ordersync would still pace itself at the documented 2 calls/s and a
+tenth of 10,000 calls an hour per 6 minutes — limits the APIs no longer have.
 
 The daemon's view of the fleet: :func:`stores_toml` (the store registry file) and
 :func:`secrets_env` (the environment holding the secrets that file names only by
@@ -102,6 +107,14 @@ def check_store_name(name: str) -> str:
             "letter or digit"
         )
     return name
+
+
+LIMITED_HOURLY = 10_000
+"""Each WiredPlus account's advertised hourly budget with limits on."""
+NO_LIMIT_HOURLY = 1_000_000_000
+"""With limits off: the budget ``GetAccountInfo`` advertises (never binds)."""
+NO_LIMIT_RATE = 1000.0
+"""With limits off: the source rate (calls/s) :func:`stores_toml` gives each store."""
 
 
 @dataclass(frozen=True)
@@ -273,7 +286,7 @@ class FleetSandbox(ServedSimulators):
         created_between: tuple[datetime, datetime] | None = None,
         bucket_size: int = 40,
         leak_per_second: float = 2.0,
-        hourly_limit: int = 10000,
+        hourly_limit: int | None = None,
         shop_latency: float = 0.0,
         wiredplus_latency: float = 0.0,
         latency_jitter: float = 0.0,
@@ -287,7 +300,10 @@ class FleetSandbox(ServedSimulators):
         self.created_between = created_between
         self.stall_seconds = stall_seconds
         self._options = _Options(
-            limits, bucket_size, leak_per_second, hourly_limit, shop_latency,
+            limits, bucket_size, leak_per_second,
+            hourly_limit if hourly_limit is not None
+            else (LIMITED_HOURLY if limits else NO_LIMIT_HOURLY),
+            shop_latency,
             wiredplus_latency, latency_jitter,
         )
         self._stores: dict[str, FleetStore] = {}  # replaced whole (copy on write) on add
@@ -637,6 +653,9 @@ def _store_entries(fb: FleetSandbox, name: str, host: str | None) -> list[tuple[
         ("wiredplus_api_key_env", secret_env_name(name, "wiredplus_api_key")),
         (f"{webhook}_env", secret_env_name(name, webhook)),
     ]
+    rate_key = f"{store.source}_rate"
+    if not fb.limits and rate_key not in store.settings:
+        entries.append((rate_key, NO_LIMIT_RATE))
     entries += list(store.settings.items())
     return [(k, _toml_value(v)) for k, v in entries]
 

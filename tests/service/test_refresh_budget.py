@@ -143,9 +143,11 @@ def test_without_webhooks_all_26_changes_of_a_2000_order_shop_arrive_within_3_mi
 
 
 def test_polling_spends_its_share_evenly_and_no_more(db_url: str) -> None:
+    """The share mechanism alone: the 60 s floor between two reads of an order is off, so
+    600 orders are enough to use the whole share (at the default floor, see below)."""
     clock = FakeClock()
     sb = _shop(600, clock)
-    rt = _build(db_url, clock, sb)
+    rt = _build(db_url, clock, sb, ORDERSYNC_REFRESH_MIN_INTERVAL="0")
     try:
         schedule = Schedule(rt.settings.poll_interval, clock.monotonic())
         step(rt.poller, clock.monotonic(), schedule)
@@ -165,6 +167,36 @@ def test_polling_spends_its_share_evenly_and_no_more(db_url: str) -> None:
         # Evenly: never more than the 4-call burst within any 2 seconds.
         assert max(sum(1 for u in calls_at if t <= u < t + 2) for t in calls_at) <= 5
         assert sb.shopwired.throttled == 0
+    finally:
+        rt.close()
+
+
+def test_a_small_shop_re_reads_each_open_order_about_once_a_minute_not_over_and_over(
+    db_url: str,
+) -> None:
+    """Defaults: 600 orders fit the share many times over; the floor (one poll interval)
+    keeps each open order from being read again sooner, so the shop spends a fraction of
+    the share and every open order is still re-read within about a minute."""
+    clock = FakeClock()
+    sb = _shop(600, clock)
+    rt = _build(db_url, clock, sb)
+    try:
+        schedule = Schedule(rt.settings.poll_interval, clock.monotonic())
+        step(rt.poller, clock.monotonic(), schedule)
+        clock.advance(120)
+        sb.shopwired.reset_counters()
+        start = clock.monotonic()
+        while clock.monotonic() - start < 600:
+            step(rt.poller, clock.monotonic(), schedule)
+            clock.advance(TICK)
+        plan = json.loads(rt.ledger.get_cursor(rt.settings.store, REFRESH_PLAN) or "{}")
+        open_orders = plan["open_orders"]
+        assert open_orders > 200
+        rate = sum(sb.shopwired.calls.values()) / 600
+        # each open order once a minute, 50 an ids= call (fewer calls when pages are
+        # re-listed), plus the scans — far below the 0.6 calls/s share
+        assert rate <= open_orders / 60 / 50 * 1.2 + 1 / 60
+        assert plan["bound_s"] >= 60 and plan["staleness_max_s"] <= 120
     finally:
         rt.close()
 
