@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sqlalchemy import (
     Connection,
@@ -34,6 +35,7 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -63,6 +65,19 @@ WorkStamp = tuple[int, int, str]
 """(version, attempts, next attempt ISO or ""): see :meth:`Ledger.due_work`."""
 LAST_AUDIT = "last_audit"  # JSON: how the last pass spent its ShopWired calls
 REFRESH_PLAN = "refresh_plan"  # JSON: open orders, staleness bound and percentiles (poller)
+
+
+ANALYZE_FIRST_AT = 1_000
+"""New orders after which the ledger's statistics are first refreshed (then at 2×, 4× …)."""
+ANALYZE_LOCK_KEY = 0x6F72_6473_796E_63  # "ordsync": the advisory lock of a statistics refresh
+
+
+class ReadMark(NamedTuple):
+    """An order row as a re-read sees it (:meth:`Ledger.read_marks`)."""
+
+    state: str
+    content_hash: str | None
+    order_status: str | None
 
 
 def make_engine(url: str, *, threads: int = 5) -> Engine:
@@ -198,6 +213,11 @@ class Ledger:
         self.url = url
         self.engine = make_engine(url, threads=threads)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # Orders added through this ledger (every store of the process): see note_growth.
+        self.new_orders = 0
+        self._analyze_at = ANALYZE_FIRST_AT
+        self._growth_lock = threading.Lock()
+        self._analyzing = threading.Lock()
 
     def create_schema(self) -> None:
         """Create or upgrade the schema with the Alembic migrations (never ``create_all``)."""
@@ -217,7 +237,20 @@ class Ledger:
     def dispose(self) -> None:
         self.engine.dispose()
 
-    def refresh_statistics(self) -> None:
+    def note_growth(self, new_orders: int) -> bool:
+        """Count ``new_orders`` added through this ledger — by every store of the process,
+        so a poller serving 50 stores refreshes the statistics as the *table* grows, not 50
+        times as fast — and :meth:`refresh_statistics` each time as many again were added
+        (1,000, 2,000, 4,000 …). True when it refreshed them; a failure only costs speed
+        and is raised to the caller to log."""
+        with self._growth_lock:
+            self.new_orders += new_orders
+            if self.new_orders < self._analyze_at:
+                return False
+            self._analyze_at = max(self._analyze_at * 2, self.new_orders)
+        return self.refresh_statistics()
+
+    def refresh_statistics(self) -> bool:
         """``ANALYZE`` the ledger's busy tables, so the query planner knows their size.
 
         A first import fills an empty ``ledger_orders`` with up to hundreds of thousands of
@@ -230,10 +263,23 @@ class Ledger:
         tables = ", ".join(
             t.__tablename__ for t in (OrderRow, EventRow, LogRow)
         )
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(
-                f"ANALYZE {tables}" if self.engine.dialect.name == "postgresql" else "ANALYZE"
-            )
+        # One refresh at a time: skipped (False) while another thread of this process, or
+        # another process (a transaction-scoped advisory lock), is at it — their ANALYZEs
+        # would queue on the tables' lock, each holding a store's pass for minutes.
+        if not self._analyzing.acquire(blocking=False):
+            return False
+        try:
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name != "postgresql":
+                    conn.exec_driver_sql("ANALYZE")
+                    return True
+                if not conn.execute(text("SELECT pg_try_advisory_xact_lock(:key)"),
+                                    {"key": ANALYZE_LOCK_KEY}).scalar():
+                    return False
+                conn.exec_driver_sql(f"ANALYZE {tables}")
+                return True
+        finally:
+            self._analyzing.release()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -263,6 +309,18 @@ class Ledger:
             row.updated_at = now
 
     # -- reads --------------------------------------------------------------------------
+    @staticmethod
+    def read_marks(s: Session, store: str, refs: Sequence[str]) -> dict[str, ReadMark]:
+        """What a re-read needs to know to leave an order as it is — its state, content
+        hash and status — without loading the whole row (one indexed read)."""
+        if not refs:
+            return {}
+        rows = s.execute(
+            select(OrderRow.ref, OrderRow.state, OrderRow.content_hash, OrderRow.order_status)
+            .where(OrderRow.store == store, OrderRow.ref.in_(list(set(refs))))
+        )
+        return {r[0]: ReadMark(r[1], r[2], r[3]) for r in rows}
+
     @staticmethod
     def load_orders(s: Session, store: str, refs: Sequence[str]) -> dict[str, OrderRow]:
         if not refs:
@@ -807,6 +865,14 @@ class Ledger:
     ) -> None:
         """The shop was asked about these orders now; read them again at ``refresh_due_at``."""
         with self.session() as s:
+            self.checked(s, store, refs, now, refresh_due_at)
+
+    @staticmethod
+    def checked(s: Session, store: str, refs: Sequence[str], now: datetime,
+                refresh_due_at: datetime) -> None:
+        """:meth:`mark_checked` inside the caller's transaction (one statement; rows the
+        session has loaded are not refreshed: pass refs it has not loaded)."""
+        if refs:
             s.execute(
                 update(OrderRow)
                 .where(OrderRow.store == store, OrderRow.ref.in_(list(refs)))

@@ -64,7 +64,6 @@ RESERVED_WINDOW = 600.0
 REFRESH_BURST = 4.0
 """Most re-read calls polling makes back to back (a tenth of ShopWired's 40-call bucket, so
 other clients of the same API key always find room); the rest are spread between passes."""
-ANALYZE_FIRST_AT = 1_000
 SCOPE_START = "scope_start"
 """Cursor: the earliest created date ordersync imports (see :meth:`Poller.scope_start`)."""
 
@@ -152,8 +151,6 @@ class Poller:
         self._budget_at: float | None = None
         self._statuses_at: float | None = None
         self._warned_statuses: set[str] = set()
-        self._new_orders = 0
-        self._analyze_at = ANALYZE_FIRST_AT
         # Re-reads' pacer; its rate is set at each pass. A new poller starts with a full
         # burst, so a one-off ``ordersync poll --once`` re-reads the most overdue orders too.
         self._pacer = RefreshPacer(rate=0.0, burst=REFRESH_BURST, credit=REFRESH_BURST)
@@ -166,15 +163,11 @@ class Poller:
         ingestor.on_unknown_status = self._warn_unknown_status
 
     def _note_growth(self, new_orders: int) -> None:
-        """Refresh the database's statistics each time this process has added as many orders
-        again (1,000, 2,000, 4,000 …), so a first import stays fast on a fresh ledger
-        (:meth:`Ledger.refresh_statistics`); a failure only costs speed."""
-        self._new_orders += new_orders
-        if self._new_orders < self._analyze_at:
-            return
-        self._analyze_at = max(self._analyze_at * 2, self._new_orders)
+        """Tell the ledger how many orders this pass added: it refreshes the database's
+        statistics as it grows, so a first import stays fast on a fresh ledger
+        (:meth:`Ledger.note_growth`); a failure only costs speed."""
         try:
-            self.ledger.refresh_statistics()
+            self.ledger.note_growth(new_orders)
         except Exception as exc:
             self.log.warning("ledger.analyze_failed", store=self.store, error=str(exc)[:200])
 

@@ -106,7 +106,7 @@ def test_a_large_first_import_refreshes_the_database_statistics_as_it_grows(
     calls: list[int] = []
     real = rt.ledger.refresh_statistics
     monkeypatch.setattr(rt.ledger, "refresh_statistics",
-                        lambda: (calls.append(rt.poller._new_orders), real())[1])
+                        lambda: (calls.append(rt.ledger.new_orders), real())[1])
     try:
         rt.poller.run_pass()
     finally:
