@@ -29,6 +29,8 @@ from typing import IO, Any, cast
 import httpx
 import psutil  # type: ignore[import-untyped]
 
+from sync.service.dispatch import PRIORITY_STEPS
+
 PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 _REDIS_BASE = [os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379")]
 DEFAULT_REDIS_DB = 12
@@ -312,7 +314,9 @@ def queue_length(url: str, queue: str = "ordersync") -> int:
 
     client = redis.Redis.from_url(url)
     try:
-        return int(cast(int, client.llen(queue)))
+        # One list per priority step (workers.app): the queue itself and "<queue>\x06\x16<n>".
+        return sum(int(cast(int, client.llen(queue if step == 0 else f"{queue}\x06\x16{step}")))
+                   for step in PRIORITY_STEPS)
     finally:
         client.close()
 

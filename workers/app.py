@@ -15,6 +15,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_process_shutdown, worker_shutting_down
 
 from config.settings import load_settings
+from sync.service.dispatch import PRIORITY_STEPS
 
 PUSH_TASK = "ordersync.push_order"
 PUSH_MANY_TASK = "ordersync.push_orders"
@@ -33,7 +34,10 @@ def make_app(broker_url: str | None = None) -> Celery:
         task_ignore_result=True,
         task_default_queue="ordersync",
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": 3600},
+        # priority_steps: kombu's default, spelled out — QueueDispatcher's batch priorities
+        # (sync.service.dispatch.PRIORITY_STEPS) need one Redis list per step.
+        broker_transport_options={"visibility_timeout": 3600,
+                                  "priority_steps": list(PRIORITY_STEPS)},
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,  # our lines are JSON already; never wrap them

@@ -112,6 +112,24 @@ class InlineDispatcher:
                 self.on_result(result.outcome)
 
 
+PRIORITY_STEPS = (0, 3, 6, 9)
+"""Broker priorities a batch may get, first served first (kombu's Redis steps: each is a list
+of its own, and a worker takes from the lowest non-empty one)."""
+
+
+def batch_priority(ahead: int, batch: int) -> int:
+    """The priority of a store's batch with ``ahead`` of its orders already queued: 0 with
+    none (its first batch: a store just added, a change), 3 within four batches, 6 within
+    ten, 9 beyond (a backfill's steady state)."""
+    if ahead < batch:
+        return PRIORITY_STEPS[0]
+    if ahead < 4 * batch:
+        return PRIORITY_STEPS[1]
+    if ahead < 10 * batch:
+        return PRIORITY_STEPS[2]
+    return PRIORITY_STEPS[3]
+
+
 CHECK_OLDEST = 500
 """Queued sends looked up per check while a store is at its share."""
 
@@ -130,7 +148,14 @@ class QueueDispatcher:
     ``still_queued`` (the ledger: which of these are pending and not claimed by a worker) at
     most every ``recheck`` seconds while the store is at its limit. So a store backfilling
     100,000 orders holds at most ``max_queued`` orders ahead of another store's change in
-    the shared FIFO queue, instead of its whole backlog. None = no limit."""
+    the shared FIFO queue, instead of its whole backlog. None = no limit.
+
+    **Who goes first** (with ``max_queued``): each batch carries a broker priority
+    (:func:`batch_priority`) from how many of its store's orders are queued ahead of it —
+    0 (first) when none are, later the longer the store's queue. The broker hands out
+    lower numbers first (Redis: one list per step, :data:`PRIORITY_STEPS`), so a store
+    just added, or a single change, is taken before the backlogs of 50 stores' first
+    syncs; stores with long queues share what is left, first in first out."""
 
     send: Callable[[str, str], None]
     clock: Clock
@@ -140,7 +165,7 @@ class QueueDispatcher:
     sent: int = 0
     # One broker message per ``batch`` orders (a worker pushes them one by one): the broker
     # round trips per order drop from one to 1/batch. None = one message per order.
-    send_many: Callable[[str, list[str]], None] | None = None
+    send_many: Callable[[str, list[str], int], None] | None = None
     batch: int = 20
     # Sending only enqueues (a worker pushes), so nothing long runs to be stopped: never read.
     should_stop: StopCheck = lambda: False
@@ -151,13 +176,15 @@ class QueueDispatcher:
     _waiting: dict[str, dict[str, Hashable | None]] = field(default_factory=dict)
     _checked: dict[str, float] = field(default_factory=dict)
 
-    def _send(self, store: str, refs: list[str]) -> None:
+    def _send(self, store: str, refs: list[str], ahead: int) -> None:
+        """Send ``refs``; ``ahead`` of the store's orders are already queued."""
         if self.send_many is None:
             for ref in refs:
                 self.send(store, ref)
         else:
             for i in range(0, len(refs), self.batch):
-                self.send_many(store, refs[i : i + self.batch])
+                self.send_many(store, refs[i : i + self.batch],
+                               batch_priority(ahead + i, self.batch))
         self.sent += len(refs)
 
     def _prune(self, now: float) -> None:
@@ -213,6 +240,7 @@ class QueueDispatcher:
             return
         refs = list(islice(waiting, room))
         queued = self._queued.setdefault(store, {})
+        ahead = len(queued)
         for ref in refs:
             stamp = waiting.pop(ref)
             key = (store, ref)
@@ -221,7 +249,7 @@ class QueueDispatcher:
                 self._stamps[key] = stamp
             if self.max_queued is not None:
                 queued[ref] = now
-        self._send(store, refs)
+        self._send(store, refs, ahead)
 
     def _room(self, store: str, now: float) -> int:
         if self.max_queued is None:

@@ -250,10 +250,14 @@ class Fleet:
             elif wanted[name] != loop.spec:
                 self._drop(name, "changed")  # taken again below with its new settings
         held = set(self.renew()) - set(self.stopping)
+        # One read of every lease: only free or expired ones are tried (a poller with 25
+        # stores does not ask for the other poller's 25 at every look).
+        others = {store for store, lease in self.ledger.leases().items()
+                  if lease.owner != self.owner and lease.expires_at >= now}
         for name in sorted(wanted, key=self._preference):
             if len(held) >= share:
                 break
-            if name in held or name in self.stopping:
+            if name in held or name in self.stopping or name in others:
                 continue
             if self.ledger.acquire(name, self.owner, now, self._hold):
                 held.add(name)

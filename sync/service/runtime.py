@@ -253,8 +253,8 @@ def queue_dispatcher(settings: Settings, clock: Clock, ledger: Ledger,
     def send(store: str, ref: str) -> None:
         celery.send_task("ordersync.push_order", args=[store, ref])
 
-    def send_many(store: str, refs: list[str]) -> None:
-        celery.send_task("ordersync.push_orders", args=[store, refs])
+    def send_many(store: str, refs: list[str], priority: int) -> None:
+        celery.send_task("ordersync.push_orders", args=[store, refs], priority=priority)
 
     def still_queued(store: str, refs: Sequence[str]) -> set[str]:
         return ledger.still_waiting(store, refs, clock.now())

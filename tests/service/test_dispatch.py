@@ -3,6 +3,8 @@ changes or after the cooldown, memory stays bounded."""
 
 from __future__ import annotations
 
+import pytest
+
 from sync.clock import FakeClock
 from sync.service.dispatch import QueueDispatcher
 
@@ -10,7 +12,7 @@ from sync.service.dispatch import QueueDispatcher
 def test_sweep_resends_new_work_at_once_and_the_same_work_after_the_cooldown() -> None:
     sent: list[list[str]] = []
     clock = FakeClock()
-    q = QueueDispatcher(send=lambda s, r: None, send_many=lambda s, refs: sent.append(refs),
+    q = QueueDispatcher(send=lambda s, r: None, send_many=lambda s, refs, p: sent.append(refs),
                         clock=clock, cooldown=120, batch=2)
     q.dispatch("s", ["a", "b", "c"])
     assert sent == [["a", "b"], ["c"]]  # one message per batch
@@ -28,7 +30,7 @@ def test_sweep_resends_new_work_at_once_and_the_same_work_after_the_cooldown() -
 
 def test_memory_is_bounded_over_a_long_backfill() -> None:
     clock = FakeClock()
-    q = QueueDispatcher(send=lambda s, r: None, send_many=lambda s, refs: None, clock=clock,
+    q = QueueDispatcher(send=lambda s, r: None, send_many=lambda s, refs, p: None, clock=clock,
                         cooldown=120)
     for i in range(100):
         q.dispatch("s", [f"{i}-{j}" for j in range(1000)])
@@ -109,3 +111,51 @@ def test_only_the_oldest_sends_are_looked_up_and_a_backlog_is_reported() -> None
     clock.advance(0.5)
     d.dispatch("big", [])
     assert looked == [500] and len(q.sent) == 2500  # bounded query, the oldest freed first
+
+
+def test_a_store_with_nothing_queued_goes_ahead_of_the_backlogs() -> None:
+    """Priorities follow each store's own queue: its first batch goes first (0), a
+    backfill's later batches last (9); another store's first batch is 0 again."""
+    clock = FakeClock()
+    q = _Queue()
+    sent: list[tuple[str, int]] = []
+    d = QueueDispatcher(send=q.send, clock=clock, batch=50, max_queued=1000,
+                        still_queued=q.still_queued,
+                        send_many=lambda s, refs, p: sent.append((s, p)))
+    d.dispatch("big", [f"b{i}" for i in range(1000)])
+    assert [p for _, p in sent] == [0] + [3] * 3 + [6] * 6 + [9] * 10
+    sent.clear()
+    d.dispatch("added", [f"a{i}" for i in range(120)])
+    assert sent == [("added", 0), ("added", 3), ("added", 3)]
+
+
+@pytest.mark.redis
+def test_the_broker_hands_out_a_first_batch_before_a_backlog_queued_earlier() -> None:
+    """The real Redis transport with the workers' settings: lower priority numbers are
+    taken first whatever was queued before them."""
+    import redis
+
+    from workers.app import make_app
+
+    broker = "redis://127.0.0.1:6379/9"
+    try:
+        redis.Redis.from_url(broker).flushdb()
+    except redis.RedisError:
+        pytest.skip("Redis is not running")
+    app = make_app(broker)
+    try:
+        for i in range(5):
+            app.send_task("ordersync.push_orders", args=["big", [f"b{i}"]], priority=9)
+        app.send_task("ordersync.push_orders", args=["added", ["a0"]], priority=0)
+        app.send_task("ordersync.push_orders", args=["big", ["b5"]], priority=6)
+        order = []
+        with app.connection_for_read() as conn:
+            channel = conn.default_channel
+            for _ in range(7):
+                message = channel.basic_get("ordersync")
+                assert message is not None
+                order.append(message.decode()[0][1][0])
+        assert order == ["a0", "b5", "b0", "b1", "b2", "b3", "b4"]
+    finally:
+        redis.Redis.from_url(broker).flushdb()
+        app.close()
