@@ -356,8 +356,9 @@ class Settings(BaseSettings):
         1000,
         "Broker mode: at most this many of one store's orders wait in the queue for a worker; "
         "the rest wait in the ledger and follow as the workers take the store's earlier ones. "
-        "A store backfilling 100,000 orders then holds at most this many ahead of another "
-        "store's change (about 2 s of 4 workers) instead of its whole backlog.",
+        "A store backfilling 100,000 orders then holds at most this many in the queue, and "
+        "its later batches go after those of stores with nothing queued (broker priority by "
+        "the store's own queue: a new store's first orders and single changes go first).",
         ge=50,
         le=1_000_000,
     )
