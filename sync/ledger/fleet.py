@@ -172,6 +172,34 @@ class FleetLedger:
             return False
         return True
 
+    def acquire_many(self, stores: Sequence[str], owner: str, now: datetime,
+                     period: timedelta) -> list[str]:
+        """:meth:`acquire` for several stores: the existing leases among them that are free,
+        expired or already ``owner``'s are taken in one statement (a poller taking over a
+        dead one's 25 stores makes one round trip, not 25 — each of which waits for the
+        interpreter among 25 busy store threads); stores never leased are inserted one by
+        one. Returns the stores ``owner`` holds afterwards, in the order given."""
+        if not stores:
+            return []
+        with self.ledger.session() as s:
+            conn = s.connection()
+            taken = set(conn.execute(
+                update(PollerLeaseRow)
+                .where(PollerLeaseRow.store.in_(list(stores)),
+                       (PollerLeaseRow.owner == owner) | (PollerLeaseRow.expires_at < now))
+                .values(owner=owner, acquired_at=now, expires_at=now + period)
+                .returning(PollerLeaseRow.store)
+            ).scalars())
+            others = [name for name in stores if name not in taken]
+            existing = set(conn.execute(
+                select(PollerLeaseRow.store).where(PollerLeaseRow.store.in_(others))
+            ).scalars()) if others else set()
+        for name in stores:
+            if name not in taken and name not in existing and self.acquire(name, owner, now,
+                                                                            period):
+                taken.add(name)
+        return [name for name in stores if name in taken]
+
     def renew(self, owner: str, stores: Sequence[str], now: datetime,
               period: timedelta) -> set[str]:
         """Extend ``owner``'s leases on ``stores`` that it still holds; returns those."""

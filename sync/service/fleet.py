@@ -254,14 +254,12 @@ class Fleet:
         # stores does not ask for the other poller's 25 at every look).
         others = {store for store, lease in self.ledger.leases().items()
                   if lease.owner != self.owner and lease.expires_at >= now}
-        for name in sorted(wanted, key=self._preference):
-            if len(held) >= share:
-                break
-            if name in held or name in self.stopping or name in others:
-                continue
-            if self.ledger.acquire(name, self.owner, now, self._hold):
-                held.add(name)
-                self._start(wanted[name])
+        free = [name for name in sorted(wanted, key=self._preference)
+                if name not in held and name not in self.stopping and name not in others]
+        for name in self.ledger.acquire_many(free[: max(0, share - len(held))], self.owner,
+                                             now, self._hold):
+            held.add(name)
+            self._start(wanted[name])
         for name in sorted(held, key=self._preference, reverse=True)[: max(0, len(held) - share)]:
             self._drop(name, "rebalanced")
         self.held[:] = sorted(self.loops)

@@ -58,6 +58,37 @@ def test_pollers_racing_for_a_store_never_both_get_it(fleet: FleetLedger) -> Non
         assert len(wins) == 1, wins
 
 
+def test_a_dead_pollers_stores_are_taken_over_at_once_and_never_a_live_ones(
+    fleet: FleetLedger,
+) -> None:
+    """acquire_many: the expired leases in one go, a live lease of another poller never,
+    a store never leased inserted; racing pollers never both win a store."""
+    assert fleet.acquire_many(["s1", "s2", "s3"], "dead", T0, LEASE) == ["s1", "s2", "s3"]
+    assert fleet.acquire("s4", "alive", T0 + timedelta(seconds=20), LEASE)
+    later = T0 + timedelta(seconds=31)  # the dead poller's leases expired; s4's has not
+    got = fleet.acquire_many(["s1", "s2", "s3", "s4", "s5"], "heir", later, LEASE)
+    assert got == ["s1", "s2", "s3", "s5"]
+    leases = fleet.leases()
+    assert {n: lease.owner for n, lease in leases.items()} == {
+        "s1": "heir", "s2": "heir", "s3": "heir", "s4": "alive", "s5": "heir"}
+    assert fleet.acquire_many(["s1", "s4"], "heir", later, LEASE) == ["s1"]  # its own: kept
+    wins: dict[str, list[str]] = {}
+    barrier = threading.Barrier(3)
+    stores = [f"r{i}" for i in range(10)]
+
+    def race(owner: str) -> None:
+        barrier.wait()
+        wins[owner] = fleet.acquire_many(stores, owner, later, LEASE)
+
+    threads = [threading.Thread(target=race, args=(f"p{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [name for names in wins.values() for name in names]
+    assert sorted(won) == stores  # every store to exactly one poller
+
+
 def test_health_and_pause_are_recorded_and_pollers_counted(fleet: FleetLedger) -> None:
     fleet.set_health("acme", "ok", None, T0)
     assert fleet.states() == {}  # a healthy store costs no row
