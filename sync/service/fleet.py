@@ -7,10 +7,11 @@ registry (environment store, ``ORDERSYNC_STORES`` file, stores added with ``stor
 the store states, so adding, pausing, resuming or removing a store needs no restart. It
 polls the stores whose **lease** it holds (``fleet_poller_leases``):
 
-* it heartbeats, counts the pollers seen within one lease period, and takes free or expired
-  stores up to its share (``ceil(stores / pollers)``), handing surplus stores back when
-  another poller joins; leases are renewed every third of the period from this thread, so a
-  long pass never loses its store. A lease is written for the period less one look
+* it heartbeats (its first look only that: pollers started together then count each other),
+  counts the pollers seen within one lease period, and takes free or expired stores up to
+  its share (``ceil(stores / pollers)``, all it needs in one statement), handing surplus
+  stores back when another poller joins; leases are renewed every third of the period from
+  this thread, so a long pass never loses its store. A lease is written for the period less one look
   (``registry_every``, 2 s), so a dead poller's stores are taken over within one lease
   period of its last renewal. A store whose lease was taken over, that was paused or
   removed, stops after its current step. A poller that cannot renew for a whole period
@@ -192,6 +193,7 @@ class Fleet:
     """Stores asked to stop whose current step has not ended: their lease is still renewed
     (nobody else polls them meanwhile) and released once their thread ended."""
     _renewed_at: float | None = None
+    _announced: bool = False
 
     def run(self, stop: threading.Event) -> None:
         """Reconcile and renew until ``stop``; then stop every store and release its lease."""
@@ -239,6 +241,12 @@ class Fleet:
         wanted = {n: s for n, s in specs.items()
                   if not (states.get(n) and states[n].paused)}
         self.ledger.heartbeat(self.owner, socket.gethostname(), os.getpid(), now)
+        if not self._announced:
+            # Seen before taking anything: pollers started together each count the others
+            # at their next look instead of one taking every store (and handing half back
+            # only as their first passes end).
+            self._announced = True
+            return
         # Pollers seen within one lease hold: a dead one stops counting when its leases
         # expire, so its stores are all taken at once.
         pollers = max(1, len(self.ledger.live_pollers(now, self._hold)))
