@@ -912,7 +912,8 @@ def markdown_latest(results: Mapping[str, Any]) -> str:
         out += [
             f"**Throughput** (limits off): {tp['stores']} stores × {tp['orders_per_store']:,} "
             f"orders + `{BIG}` with {tp['big_orders']:,}; 2 pollers, 1 worker × "
-            f"{plan['concurrency']} processes, PostgreSQL + Redis, product defaults.",
+            f"{plan['concurrency']} processes, PostgreSQL + Redis, product defaults but each "
+            f"store's `shopwired_rate` (the shops' own: no limit).",
             "",
             "| orders | orders/s (all accounts) | last order | small stores: median · max "
             "first sync | max / median | big store | duplicates | foreign | machine: busy · "
