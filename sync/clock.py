@@ -79,3 +79,31 @@ def utc(dt: datetime) -> datetime:
     if dt.tzinfo is None:
         return dt.replace(tzinfo=UTC)
     return dt.astimezone(UTC)
+
+
+class SkippingClock:
+    """The wall clock plus whatever a test skipped forward (:meth:`skip`): for code that
+    must run in real time (threads, servers, subprocess timeouts) while a test jumps past a
+    delay the product keeps at its default. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+        self._lock = threading.Lock()
+
+    def skip(self, seconds: float) -> None:
+        with self._lock:
+            self._offset += seconds
+
+    def now(self) -> datetime:
+        with self._lock:
+            offset = self._offset
+        return datetime.now(UTC) + timedelta(seconds=offset)
+
+    def monotonic(self) -> float:
+        with self._lock:
+            offset = self._offset
+        return time.monotonic() + offset
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)

@@ -162,8 +162,10 @@ class FleetLedger:
             if taken:
                 return True
             exists = s.get(PollerLeaseRow, store) is not None
-        if exists:
-            return False
+        return not exists and self._insert_lease(store, owner, now, period)
+
+    def _insert_lease(self, store: str, owner: str, now: datetime, period: timedelta) -> bool:
+        """A first lease on ``store``; False when another poller inserted it first."""
         try:
             with self.ledger.session() as s:
                 s.add(PollerLeaseRow(store=store, owner=owner, acquired_at=now,
@@ -195,8 +197,8 @@ class FleetLedger:
                 select(PollerLeaseRow.store).where(PollerLeaseRow.store.in_(others))
             ).scalars()) if others else set()
         for name in stores:
-            if name not in taken and name not in existing and self.acquire(name, owner, now,
-                                                                            period):
+            if (name not in taken and name not in existing
+                    and self._insert_lease(name, owner, now, period)):
                 taken.add(name)
         return [name for name in stores if name in taken]
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import pytest
 
+from sync.clock import SkippingClock
 from sync.ledger.models import EventRow, OrderRow
 from sync.logs import configure
 from sync.sandbox import Sandbox
@@ -81,7 +82,9 @@ def _event_refs(rt: Runtime) -> set[str]:
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[tuple[Sandbox, Runtime]]:
     configure("json", "warning", stream=io.StringIO())
-    sb = Sandbox(seed=23, shopwired_rate_limit=False, hourly_limit=10_000_000)
+    # Wall time plus skips: step 3 jumps past the default 60 s between two reads of an order.
+    sb = Sandbox(seed=23, shopwired_rate_limit=False, hourly_limit=10_000_000,
+                 clock=SkippingClock())
     now = sb.clock.now()
     # Every order inside one 31-day backfill window.
     sb.shopwired.generate_orders(ORDERS, created_between=(now - timedelta(days=6),
@@ -95,10 +98,6 @@ def embedded(tmp_path: Path) -> Iterator[tuple[Sandbox, Runtime]]:
             # The single-call design's exact call counts; BulkOrderUpdate (issue 17):
             # tests/service/test_push_bulk.py and bench.realistic.
             ORDERSYNC_WIREDPLUS_BULK="false",
-            # Step 3 counts the calls per changed order of a pass one second after the last:
-            # every order re-read at once, as the share allows at this rate. The product's
-            # 60 s floor between two reads of an order is asserted in test_refresh_budget.
-            ORDERSYNC_REFRESH_MIN_INTERVAL="0",
         )
         rt = build_runtime(settings, clock=sb.clock)
         try:
@@ -155,7 +154,9 @@ def test_calls_per_order_are_exact_backfill_idle_pass_and_changes(
     hashes_before, events_before = _hashes(rt), _event_refs(rt)
     changes = sb.activity.step(40, 0)
     assert changes
-    time.sleep(1.1)  # past the settle delay
+    clock = sb.clock
+    assert isinstance(clock, SkippingClock)
+    clock.skip(61)  # past the settle delay and the floor between two reads of an order
     sw.reset_counters()
     wp.reset_counters()
     log_at = len(wp.write_log)

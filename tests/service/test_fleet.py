@@ -12,12 +12,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from config.settings import Settings, load_settings
+from sync.clock import SkippingClock
 from sync.ledger.fleet import FleetLedger
 from sync.ledger.store import Ledger
 from sync.registry import parse_spec
@@ -27,27 +27,6 @@ from sync.service.runtime import build_fleet
 
 BOTH = pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 PG = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-
-
-class SkippingClock:
-    """The wall clock, plus whatever the test skipped forward (thread-safe)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def skip(self, seconds: float) -> None:
-        self.offset += seconds
-
-    def now(self) -> datetime:
-        from datetime import UTC
-
-        return datetime.now(UTC) + timedelta(seconds=self.offset)
-
-    def monotonic(self) -> float:
-        return time.monotonic() + self.offset
-
-    def sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
 
 
 def wait_for(check: Callable[[], bool], timeout: float = 60.0, what: str = "") -> None:

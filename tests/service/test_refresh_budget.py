@@ -142,24 +142,32 @@ def test_without_webhooks_all_26_changes_of_a_2000_order_shop_arrive_within_3_mi
         rt.close()
 
 
-def test_polling_spends_its_share_evenly_and_no_more(db_url: str) -> None:
-    """The share mechanism alone: the 60 s floor between two reads of an order is off, so
-    600 orders are enough to use the whole share (at the default floor, see below)."""
-    clock = FakeClock()
-    sb = _shop(600, clock)
-    rt = _build(db_url, clock, sb, ORDERSYNC_REFRESH_MIN_INTERVAL="0")
-    try:
-        schedule = Schedule(rt.settings.poll_interval, clock.monotonic())
+def _calls_after_install(rt: Runtime, clock: FakeClock, sb: Sandbox,
+                         seconds: float = 600) -> list[float]:
+    """The install pass, two minutes (its scan is paid for), then ``seconds`` of the daemon
+    loop: the clock time of every ShopWired call made in them."""
+    schedule = Schedule(rt.settings.poll_interval, clock.monotonic())
+    step(rt.poller, clock.monotonic(), schedule)
+    clock.advance(120)
+    sb.shopwired.reset_counters()
+    calls_at: list[float] = []
+    start = clock.monotonic()
+    while clock.monotonic() - start < seconds:
+        before = sum(sb.shopwired.calls.values())
         step(rt.poller, clock.monotonic(), schedule)
-        clock.advance(120)  # the install's scan is paid for
-        sb.shopwired.reset_counters()
-        calls_at: list[float] = []
-        start = clock.monotonic()
-        while clock.monotonic() - start < 600:
-            before = sum(sb.shopwired.calls.values())
-            step(rt.poller, clock.monotonic(), schedule)
-            calls_at += [clock.monotonic()] * (sum(sb.shopwired.calls.values()) - before)
-            clock.advance(TICK)
+        calls_at += [clock.monotonic()] * (sum(sb.shopwired.calls.values()) - before)
+        clock.advance(TICK)
+    return calls_at
+
+
+def test_polling_spends_its_share_evenly_and_no_more(db_url: str) -> None:
+    """Defaults, 2,000 orders: more open orders than the share re-reads within the 60 s
+    floor, so the share binds."""
+    clock = FakeClock()
+    sb = _shop(2000, clock)
+    rt = _build(db_url, clock, sb)
+    try:
+        calls_at = _calls_after_install(rt, clock, sb)
         rate = len(calls_at) / 600
         # never more than 30 % of 2 calls/s, scans included (less when re-listing pages of
         # 100 reads the due orders with fewer calls than the plan's ids= of 50)
@@ -181,18 +189,10 @@ def test_a_small_shop_re_reads_each_open_order_about_once_a_minute_not_over_and_
     sb = _shop(600, clock)
     rt = _build(db_url, clock, sb)
     try:
-        schedule = Schedule(rt.settings.poll_interval, clock.monotonic())
-        step(rt.poller, clock.monotonic(), schedule)
-        clock.advance(120)
-        sb.shopwired.reset_counters()
-        start = clock.monotonic()
-        while clock.monotonic() - start < 600:
-            step(rt.poller, clock.monotonic(), schedule)
-            clock.advance(TICK)
+        rate = len(_calls_after_install(rt, clock, sb)) / 600
         plan = json.loads(rt.ledger.get_cursor(rt.settings.store, REFRESH_PLAN) or "{}")
         open_orders = plan["open_orders"]
         assert open_orders > 200
-        rate = sum(sb.shopwired.calls.values()) / 600
         # each open order once a minute, 50 an ids= call (fewer calls when pages are
         # re-listed), plus the scans — far below the 0.6 calls/s share
         assert rate <= open_orders / 60 / 50 * 1.2 + 1 / 60
