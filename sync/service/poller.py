@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -64,6 +64,12 @@ RESERVED_WINDOW = 600.0
 REFRESH_BURST = 4.0
 """Most re-read calls polling makes back to back (a tenth of ShopWired's 40-call bucket, so
 other clients of the same API key always find room); the rest are spread between passes."""
+DUE_POOL_CALLS = 8
+"""Re-read calls' worth of due candidates one ledger look fetches (per status); the pool is
+used up across calls instead of querying every status again before each call."""
+DUE_POOL_MAX_AGE_S = 10.0
+"""Seconds a pool of due candidates is used before the ledger is asked again (orders that
+passed the re-read floor since are then seen)."""
 SCOPE_START = "scope_start"
 """Cursor: the earliest created date ordersync imports (see :meth:`Poller.scope_start`)."""
 
@@ -551,37 +557,55 @@ class Poller:
         if plan is None or plan.bound is None:
             return
         horizon = self.clock.now() - self.policy.refresh_horizon
+        pool = _DuePool()
         while pacer.available(self.clock.monotonic()) >= 1:
             if self.stop_requested():
                 return
             now = self.clock.now()
-            # Every open order read at least the floor ago is a candidate (calls to spare
-            # read ahead); per status the least recently read, merged most overdue first.
-            # Orders without a (known) status only when the plan counted some: a status
-            # first seen since the plan is planned, and read, from the next pass on.
-            eligible = now - self.policy.refresh_min_interval
-            statuses = [s for s in plan.intervals if s != "unknown"]
-            due = self.ledger.open_orders_due(
-                self.store,
-                created_after=horizon,
-                cutoffs=dict.fromkeys((s for s in statuses if s), eligible),
-                other_cutoff=eligible if "unknown" in plan.intervals else None,
-                limit=IDS_PER_CALL,
-                checked_before=fresh_since,
-            )
-            chunk = most_overdue(due, plan, now, IDS_PER_CALL, ahead=True)
+            looked = pool.needs_look(self.clock.monotonic())
+            if looked:
+                self._look_for_due(pool, plan, now, horizon, fresh_since)
+            chunk = most_overdue(pool.candidates, plan, now, IDS_PER_CALL, ahead=True)
+            if not chunk and not looked:  # the pool is used up: is anything due since?
+                self._look_for_due(pool, plan, now, horizon, fresh_since)
+                chunk = most_overdue(pool.candidates, plan, now, IDS_PER_CALL, ahead=True)
             if not chunk:
                 return
             self._account_other_calls(0)  # e.g. a webhook pass since the last look
             window = self._relist_window(chunk, plan, now)
             if window is not None:
                 self._relist(report, *window)
+                pool.read(o.ref for o, _ in window[2])
             else:
                 self._read_open(report, [(o.ref, o.order_id) for o in chunk])
+            pool.read(o.ref for o in chunk)
             # This re-read and its retries are paid from the pacer (one call when the
             # source does not count its calls).
             made = self._count_other_calls()
             pacer.spend(1 if made is None else max(made, 1), self.clock.monotonic())
+
+    def _look_for_due(self, pool: _DuePool, plan: RefreshPlan, now: datetime,
+                      horizon: datetime, fresh_since: datetime | None) -> None:
+        """Fill ``pool`` from the ledger: every open order read at least the floor ago is a
+        candidate (calls to spare read ahead); per status the least recently read, merged
+        most overdue first by the caller. Orders without a (known) status only when the plan
+        counted some: a status first seen since the plan is planned, and read, from the next
+        pass on. Enough for :data:`DUE_POOL_CALLS` calls (fewer when the pacer allows fewer)."""
+        eligible = now - self.policy.refresh_min_interval
+        statuses = [s for s in plan.intervals if s != "unknown"]
+        cutoffs = dict.fromkeys((s for s in statuses if s), eligible)
+        calls = int(min(max(self._pacer.available(self.clock.monotonic()), 1.0),
+                        DUE_POOL_CALLS))
+        limit = IDS_PER_CALL * calls
+        due = self.ledger.open_orders_due(
+            self.store,
+            created_after=horizon,
+            cutoffs=cutoffs,
+            other_cutoff=eligible if "unknown" in plan.intervals else None,
+            limit=limit,
+            checked_before=fresh_since,
+        )
+        pool.fill(due, limit, set(cutoffs), self.clock.monotonic())
 
     def _relist_window(
         self, chunk: Sequence[OpenOrder], plan: RefreshPlan, now: datetime
@@ -766,3 +790,50 @@ class Poller:
                 progress(window, part)
         self._dispatch_due(PassReport(started_at=self.clock.now()))
         return total
+
+
+class _DuePool:
+    """Due candidates of one round of re-reads, fetched from the ledger once for several
+    calls. Taking the most overdue from the pool gives what a fresh ledger look would, as
+    long as every status whose look was cut at the limit still holds a whole call of unread
+    candidates (its next ones in the ledger were read less recently than all of them) — the
+    pool asks for a new look otherwise, and after :data:`DUE_POOL_MAX_AGE_S` in any case
+    (orders crossing the re-read floor since are then seen)."""
+
+    def __init__(self) -> None:
+        self.candidates: list[OpenOrder] = []
+        self._cut: set[str | None] = set()
+        self._known: set[str] = set()
+        self._fetched_at: float | None = None
+
+    def fill(self, due: Sequence[OpenOrder], limit: int, statuses: set[str],
+             mono: float) -> None:
+        self.candidates = list(due)
+        self._known = statuses
+        counts: dict[str | None, int] = {}
+        for o in due:
+            key = self._group(o)
+            counts[key] = counts.get(key, 0) + 1
+        self._cut = {g for g, n in counts.items() if n >= limit}
+        self._fetched_at = mono
+
+    def _group(self, order: OpenOrder) -> str | None:
+        status = order.order_status
+        return status if status in self._known else None
+
+    def read(self, refs: Iterable[str]) -> None:
+        """``refs`` were just read: they are no longer candidates."""
+        done = set(refs)
+        if done:
+            self.candidates = [o for o in self.candidates if o.ref not in done]
+
+    def needs_look(self, mono: float) -> bool:
+        if self._fetched_at is None or mono - self._fetched_at >= DUE_POOL_MAX_AGE_S:
+            return True
+        if not self._cut:
+            return False
+        left: dict[str | None, int] = {}
+        for o in self.candidates:
+            key = self._group(o)
+            left[key] = left.get(key, 0) + 1
+        return any(left.get(g, 0) < IDS_PER_CALL for g in self._cut)
