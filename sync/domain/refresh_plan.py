@@ -28,7 +28,7 @@ likely to change may take extra reads, which at most stretches that to 3 and 30 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -320,3 +320,78 @@ class RefreshPacer:
     def pause(self) -> float:
         """Seconds between two re-reads at this rate."""
         return 1.0 / self.rate if self.rate > 0 else math.inf
+
+
+DUE_POOL_CALLS = 8
+"""Re-read calls' worth of due candidates one ledger look fetches (per status); the pool is
+used up across calls instead of querying every status again before each call."""
+DUE_POOL_MAX_AGE_S = 10.0
+"""Seconds a pool of due candidates is used before the ledger is asked again (orders that
+passed the re-read floor since are then seen)."""
+
+
+class DuePool:
+    """Due candidates of one round of re-reads, fetched from the ledger once for several
+    calls (a busy poller spent a quarter of its CPU asking before every call). Taking the
+    most overdue from the pool gives what a fresh ledger look would, as long as every status
+    whose look was cut at the limit still holds a whole call of unread candidates: within a
+    status the least recently read is the most overdue, and the ones the look left out were
+    read more recently than all of them. The pool asks for a new look otherwise, and after
+    :data:`DUE_POOL_MAX_AGE_S` in any case (orders crossing the re-read floor since are then
+    seen). The statuses the plan does not name share one look ordered by last read; a larger
+    look there can only find more overdue orders than the per-call one did."""
+
+    def __init__(self) -> None:
+        self.candidates: list[OpenOrder] = []
+        self._cut: set[str | None] = set()
+        self._known: set[str] = set()
+        self._fetched_at: float | None = None
+
+    def fill(self, due: Sequence[OpenOrder], limit: int, statuses: set[str],
+             mono: float) -> None:
+        """The ledger's answer: ``due`` holds up to ``limit`` orders of each of ``statuses``
+        and up to ``limit`` of every other status together (the ledger's look)."""
+        self.candidates = list(due)
+        self._known = statuses
+        counts: dict[str | None, int] = {}
+        for o in due:
+            key = self._group(o)
+            counts[key] = counts.get(key, 0) + 1
+        self._cut = {g for g, n in counts.items() if n >= limit}
+        self._fetched_at = mono
+
+    def _group(self, order: OpenOrder) -> str | None:
+        status = order.order_status
+        return status if status in self._known else None
+
+    def read(self, refs: Iterable[str]) -> None:
+        """``refs`` were just read: they are no longer candidates."""
+        done = set(refs)
+        if done:
+            self.candidates = [o for o in self.candidates if o.ref not in done]
+
+    def next_chunk(self, plan: RefreshPlan, now: datetime, mono: float,
+                   look: Callable[[], None]) -> list[OpenOrder]:
+        """The next call's orders (:func:`most_overdue`, reading ahead), calling ``look`` to
+        refill the pool from the ledger first when it is needed, and once more when the pool
+        is used up (anything due since?). Empty: nothing is due."""
+        looked = self.needs_look(mono)
+        if looked:
+            look()
+        chunk = most_overdue(self.candidates, plan, now, IDS_PER_CALL, ahead=True)
+        if not chunk and not looked:
+            look()
+            chunk = most_overdue(self.candidates, plan, now, IDS_PER_CALL, ahead=True)
+        return chunk
+
+    def needs_look(self, mono: float) -> bool:
+        """Whether the ledger must be asked again before taking the next call's orders."""
+        if self._fetched_at is None or mono - self._fetched_at >= DUE_POOL_MAX_AGE_S:
+            return True
+        if not self._cut:
+            return False
+        left: dict[str | None, int] = {}
+        for o in self.candidates:
+            key = self._group(o)
+            left[key] = left.get(key, 0) + 1
+        return any(left.get(g, 0) < IDS_PER_CALL for g in self._cut)

@@ -16,9 +16,10 @@ A crash anywhere loses nothing: uncommitted pages are simply read again.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -26,11 +27,12 @@ from sync import metrics
 from sync.clock import Clock
 from sync.domain.freshness import parse_targets
 from sync.domain.refresh_plan import (
+    DUE_POOL_CALLS,
     LIST_PER_CALL,
+    DuePool,
     OpenOrder,
     RefreshPacer,
     RefreshPlan,
-    most_overdue,
     plan_refresh,
     polling_calls_per_second,
     relist_window,
@@ -64,12 +66,6 @@ RESERVED_WINDOW = 600.0
 REFRESH_BURST = 4.0
 """Most re-read calls polling makes back to back (a tenth of ShopWired's 40-call bucket, so
 other clients of the same API key always find room); the rest are spread between passes."""
-DUE_POOL_CALLS = 8
-"""Re-read calls' worth of due candidates one ledger look fetches (per status); the pool is
-used up across calls instead of querying every status again before each call."""
-DUE_POOL_MAX_AGE_S = 10.0
-"""Seconds a pool of due candidates is used before the ledger is asked again (orders that
-passed the re-read floor since are then seen)."""
 SCOPE_START = "scope_start"
 """Cursor: the earliest created date ordersync imports (see :meth:`Poller.scope_start`)."""
 
@@ -557,18 +553,14 @@ class Poller:
         if plan is None or plan.bound is None:
             return
         horizon = self.clock.now() - self.policy.refresh_horizon
-        pool = _DuePool()
+        pool = DuePool()
         while pacer.available(self.clock.monotonic()) >= 1:
             if self.stop_requested():
                 return
             now = self.clock.now()
-            looked = pool.needs_look(self.clock.monotonic())
-            if looked:
-                self._look_for_due(pool, plan, now, horizon, fresh_since)
-            chunk = most_overdue(pool.candidates, plan, now, IDS_PER_CALL, ahead=True)
-            if not chunk and not looked:  # the pool is used up: is anything due since?
-                self._look_for_due(pool, plan, now, horizon, fresh_since)
-                chunk = most_overdue(pool.candidates, plan, now, IDS_PER_CALL, ahead=True)
+            chunk = pool.next_chunk(
+                plan, now, self.clock.monotonic(),
+                functools.partial(self._look_for_due, pool, plan, now, horizon, fresh_since))
             if not chunk:
                 return
             self._account_other_calls(0)  # e.g. a webhook pass since the last look
@@ -584,7 +576,7 @@ class Poller:
             made = self._count_other_calls()
             pacer.spend(1 if made is None else max(made, 1), self.clock.monotonic())
 
-    def _look_for_due(self, pool: _DuePool, plan: RefreshPlan, now: datetime,
+    def _look_for_due(self, pool: DuePool, plan: RefreshPlan, now: datetime,
                       horizon: datetime, fresh_since: datetime | None) -> None:
         """Fill ``pool`` from the ledger: every open order read at least the floor ago is a
         candidate (calls to spare read ahead); per status the least recently read, merged
@@ -791,49 +783,3 @@ class Poller:
         self._dispatch_due(PassReport(started_at=self.clock.now()))
         return total
 
-
-class _DuePool:
-    """Due candidates of one round of re-reads, fetched from the ledger once for several
-    calls. Taking the most overdue from the pool gives what a fresh ledger look would, as
-    long as every status whose look was cut at the limit still holds a whole call of unread
-    candidates (its next ones in the ledger were read less recently than all of them) — the
-    pool asks for a new look otherwise, and after :data:`DUE_POOL_MAX_AGE_S` in any case
-    (orders crossing the re-read floor since are then seen)."""
-
-    def __init__(self) -> None:
-        self.candidates: list[OpenOrder] = []
-        self._cut: set[str | None] = set()
-        self._known: set[str] = set()
-        self._fetched_at: float | None = None
-
-    def fill(self, due: Sequence[OpenOrder], limit: int, statuses: set[str],
-             mono: float) -> None:
-        self.candidates = list(due)
-        self._known = statuses
-        counts: dict[str | None, int] = {}
-        for o in due:
-            key = self._group(o)
-            counts[key] = counts.get(key, 0) + 1
-        self._cut = {g for g, n in counts.items() if n >= limit}
-        self._fetched_at = mono
-
-    def _group(self, order: OpenOrder) -> str | None:
-        status = order.order_status
-        return status if status in self._known else None
-
-    def read(self, refs: Iterable[str]) -> None:
-        """``refs`` were just read: they are no longer candidates."""
-        done = set(refs)
-        if done:
-            self.candidates = [o for o in self.candidates if o.ref not in done]
-
-    def needs_look(self, mono: float) -> bool:
-        if self._fetched_at is None or mono - self._fetched_at >= DUE_POOL_MAX_AGE_S:
-            return True
-        if not self._cut:
-            return False
-        left: dict[str | None, int] = {}
-        for o in self.candidates:
-            key = self._group(o)
-            left[key] = left.get(key, 0) + 1
-        return any(left.get(g, 0) < IDS_PER_CALL for g in self._cut)

@@ -3,6 +3,7 @@ to read next; ``ids=`` or a re-list, whichever is fewer calls."""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from sync.domain.refresh_plan import (
     IDS_PER_CALL,
     OpenOrder,
     RefreshPacer,
+    RefreshPlan,
     cheaper_read,
     most_overdue,
     plan_refresh,
@@ -365,3 +367,75 @@ def test_a_shop_of_mixed_statuses_over_budget_stays_within_the_bound() -> None:
     # ids= alone (50 a call) has no slack left over budget: the sweep falls behind the bound.
     _, worst_ids, no_relists = _sweep(n, cps, relist=False)
     assert no_relists == 0 and worst_ids > bound * 1.1
+
+
+# --- The due pool: one ledger look serves several re-read calls ------------------------------
+
+_POOL_STATUSES = ("paid", "unpaid", "shipped", None)
+_POOL_PLAN = RefreshPlan(
+    open_orders=0, calls_per_second=1.0, bound=timedelta(hours=2),
+    intervals={"paid": timedelta(minutes=10), "unpaid": timedelta(minutes=10),
+               "shipped": timedelta(hours=2), "unknown": timedelta(minutes=30)},
+)
+_KNOWN = {"paid", "unpaid", "shipped"}
+
+
+def _ledger_look(orders: dict[str, OpenOrder], eligible: datetime, limit: int) -> list[OpenOrder]:
+    """What ``Ledger.open_orders_due`` answers: per planned status, and for every other
+    status together, up to ``limit`` orders read before ``eligible``, least recently first."""
+    groups: dict[str | None, list[OpenOrder]] = {}
+    for o in orders.values():
+        if o.last_checked_at < eligible:
+            groups.setdefault(o.order_status if o.order_status in _KNOWN else None, []).append(o)
+    out: list[OpenOrder] = []
+    for group in groups.values():
+        out.extend(sorted(group, key=lambda o: (o.last_checked_at, o.ref))[:limit])
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(min_value=0, max_value=700), seed=st.integers(0, 2**32),
+       calls=st.integers(min_value=1, max_value=8))
+def test_a_pool_of_due_orders_picks_each_call_what_a_fresh_ledger_look_would(
+    n: int, seed: int, calls: int
+) -> None:
+    """Re-reads ask the ledger once for several calls (a busy poller spent a quarter of its
+    CPU asking before every call): the orders each call reads must be the same ones."""
+    from sync.domain.refresh_plan import DuePool
+
+    rng = random.Random(seed)
+    orders = {
+        f"r{i:04d}": OpenOrder(f"r{i:04d}", str(i), rng.choice(_POOL_STATUSES),
+                               NOW - timedelta(seconds=age))
+        for i, age in enumerate(rng.sample(range(61, 20_000), n))
+    }
+    floor = timedelta(seconds=60)
+    pool, mono, now = DuePool(), 0.0, NOW
+    limit = IDS_PER_CALL * calls
+
+    def look() -> None:
+        pool.fill(_ledger_look(orders, now - floor, limit), limit, _KNOWN, mono)
+
+    for _ in range(calls + 3):
+        expected = most_overdue(_ledger_look(orders, now - floor, IDS_PER_CALL), _POOL_PLAN,
+                                now, IDS_PER_CALL, ahead=True)
+        chunk = pool.next_chunk(_POOL_PLAN, now, mono, look)
+        assert [o.ref for o in chunk] == [o.ref for o in expected]
+        if not chunk:
+            break
+        for o in chunk:  # read: checked now, not eligible again within the floor
+            orders[o.ref] = OpenOrder(o.ref, o.order_id, o.order_status, now)
+        pool.read(o.ref for o in chunk)
+        now += timedelta(milliseconds=300)
+        mono += 0.3
+
+
+def test_the_pool_asks_the_ledger_again_once_it_is_older_than_its_limit() -> None:
+    from sync.domain.refresh_plan import DUE_POOL_MAX_AGE_S, DuePool
+
+    pool = DuePool()
+    assert pool.needs_look(0.0)
+    orders = [OpenOrder(f"r{i}", str(i), "paid", NOW - timedelta(hours=1)) for i in range(10)]
+    pool.fill(orders, IDS_PER_CALL, _KNOWN, 0.0)
+    assert not pool.needs_look(DUE_POOL_MAX_AGE_S - 0.1)
+    assert pool.needs_look(DUE_POOL_MAX_AGE_S)
