@@ -102,3 +102,19 @@ def test_the_registry_file_and_duplicates(tmp_path: Path) -> None:
     path.write_text("[stores.acme\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="not valid TOML"):
         parse_registry_file(path)
+    path.write_text('[stores.acme]\nsource = "shopwired"\n', encoding="utf-8")
+    assert [s.name for s in parse_registry_file(path)] == ["acme"]  # fixed: seen again
+
+
+def test_an_edit_of_the_registry_file_is_seen_at_the_next_read(tmp_path: Path) -> None:
+    """The fleet reads the file every tick and parses it only when its text changed: an
+    edit must still be seen at once, and a caller changing the list it got changes nothing."""
+    path = tmp_path / "stores.toml"
+    path.write_text('[stores.acme]\nsource = "shopwired"\n', encoding="utf-8")
+    first = parse_registry_file(path)
+    first.clear()
+    assert [s.name for s in parse_registry_file(path)] == ["acme"]
+    path.write_text('[stores.acme]\nsource = "shopwired"\n[stores.beta]\n'
+                    'source = "elasticpath"\n', encoding="utf-8")
+    assert [(s.name, s.source) for s in parse_registry_file(path)] == [
+        ("acme", "shopwired"), ("beta", "elasticpath")]
