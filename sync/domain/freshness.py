@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 FRESHNESS: dict[str, timedelta] = {
     "awaiting-payment": timedelta(minutes=10),
@@ -35,11 +35,6 @@ DEFAULT = timedelta(minutes=30)
 _ITEM = re.compile(r"^\s*([a-z][a-z0-9_-]*)\s*=\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$",
                    re.IGNORECASE)
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def refresh_due(order_status: str | None, checked_at: datetime) -> datetime:
-    """When an order last read at ``checked_at`` reaches its (default) freshness target."""
-    return checked_at + FRESHNESS.get(order_status or "unknown", DEFAULT)
 
 
 def target_for(order_status: str | None, targets: Mapping[str, timedelta]) -> timedelta:

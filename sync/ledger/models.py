@@ -67,7 +67,6 @@ class OrderRow(Base):
         UniqueConstraint("store", "ref", name="uq_ledger_orders_store_ref"),
         Index("ix_ledger_orders_due", "store", "state", "next_attempt_at"),
         Index("ix_ledger_orders_refresh", "store", "terminal", "last_checked_at"),
-        Index("ix_ledger_orders_refresh_due", "store", "terminal", "refresh_due_at"),
         # re-reads: least recently read open orders per status; the created-date window
         Index("ix_ledger_orders_open_status", "store", "terminal", "order_status",
               "last_checked_at"),
@@ -82,8 +81,6 @@ class OrderRow(Base):
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
     last_checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # when polling should read it again (sync.domain.freshness); None = as soon as possible
-    refresh_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     synced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     status_id: Mapped[str | None] = mapped_column(String(64))

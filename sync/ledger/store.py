@@ -77,7 +77,6 @@ class ReadMark(NamedTuple):
 
     state: str
     content_hash: str | None
-    order_status: str | None
 
 
 def make_engine(url: str, *, threads: int = 5) -> Engine:
@@ -256,8 +255,8 @@ class Ledger:
         A first import fills an empty ``ledger_orders`` with up to hundreds of thousands of
         rows in minutes. Until the table is analysed PostgreSQL plans for an empty table and
         may look orders up through the wrong index (measured: a 100,000-order import slowed
-        to a crawl, each ``ref IN (…)`` lookup reading the whole store through
-        ``ix_ledger_orders_refresh_due``). Autovacuum would analyse it eventually, when it is
+        to a crawl, each ``ref IN (…)`` lookup reading the whole store through an index on
+        the re-read due time, since dropped). Autovacuum would analyse it eventually, when it is
         on; the poller calls this as the ledger grows (:class:`~sync.service.poller.Poller`).
         """
         tables = ", ".join(
@@ -311,15 +310,15 @@ class Ledger:
     # -- reads --------------------------------------------------------------------------
     @staticmethod
     def read_marks(s: Session, store: str, refs: Sequence[str]) -> dict[str, ReadMark]:
-        """What a re-read needs to know to leave an order as it is — its state, content
-        hash and status — without loading the whole row (one indexed read)."""
+        """What a re-read needs to know to leave an order as it is — its state and content
+        hash — without loading the whole row (one indexed read)."""
         if not refs:
             return {}
         rows = s.execute(
-            select(OrderRow.ref, OrderRow.state, OrderRow.content_hash, OrderRow.order_status)
+            select(OrderRow.ref, OrderRow.state, OrderRow.content_hash)
             .where(OrderRow.store == store, OrderRow.ref.in_(list(set(refs))))
         )
-        return {r[0]: ReadMark(r[1], r[2], r[3]) for r in rows}
+        return {r[0]: ReadMark(r[1], r[2]) for r in rows}
 
     @staticmethod
     def load_orders(s: Session, store: str, refs: Sequence[str]) -> dict[str, OrderRow]:
@@ -677,7 +676,6 @@ class Ledger:
             for row in s.scalars(q):
                 if row.state == OrderState.SKIPPED:
                     row.last_checked_at = datetime(1970, 1, 1, tzinfo=now.tzinfo)
-                    row.refresh_due_at = None
                     self.log(s, store, row.ref, now, "replay", "re-read from the shop")
                     revived.append(row.ref)
                     continue
@@ -860,23 +858,21 @@ class Ledger:
                 f"{event.event_type}: {t.last_error}")
             self.log(s, store, ref, now, action, detail)
 
-    def mark_checked(
-        self, store: str, refs: Sequence[str], now: datetime, refresh_due_at: datetime
-    ) -> None:
-        """The shop was asked about these orders now; read them again at ``refresh_due_at``."""
+    def mark_checked(self, store: str, refs: Sequence[str], now: datetime) -> None:
+        """The shop was asked about these orders now (when they are read again follows from
+        their status and this moment: :mod:`sync.domain.refresh_plan`)."""
         with self.session() as s:
-            self.checked(s, store, refs, now, refresh_due_at)
+            self.checked(s, store, refs, now)
 
     @staticmethod
-    def checked(s: Session, store: str, refs: Sequence[str], now: datetime,
-                refresh_due_at: datetime) -> None:
+    def checked(s: Session, store: str, refs: Sequence[str], now: datetime) -> None:
         """:meth:`mark_checked` inside the caller's transaction (one statement; rows the
         session has loaded are not refreshed: pass refs it has not loaded)."""
         if refs:
             s.execute(
                 update(OrderRow)
                 .where(OrderRow.store == store, OrderRow.ref.in_(list(refs)))
-                .values(last_checked_at=now, refresh_due_at=refresh_due_at)
+                .values(last_checked_at=now)
                 .execution_options(synchronize_session=False)
             )
 

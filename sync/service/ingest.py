@@ -35,7 +35,6 @@ from sqlalchemy.orm import Session
 
 from sync import jsoncodec
 from sync.domain.events import KnownState, decide_events, known_state
-from sync.domain.freshness import refresh_due
 from sync.domain.mapping import (
     MappingContext,
     api_reference_id,
@@ -297,14 +296,14 @@ class Ingestor:
                         result: IngestResult) -> dict[str, _Prepared]:
         """The re-read fast path: records byte-identical to the one last stored whose row
         still holds that record's content hash (and is not a skipped one) are only marked as
-        read — a light read of three columns and one update per status, no row loaded, no
-        mapping. Returns the records left for the long way (the others, and any whose row
-        differs: a change made by another process, a replay)."""
+        read — a light read of two columns and one update, no row loaded, no mapping.
+        Returns the records left for the long way (the others, and any whose row differs: a
+        change made by another process, a replay)."""
         quick = {ref: p for ref, p in prepared.items() if p.seen is not None}
         if not quick:
             return prepared
         marks = self.ledger.read_marks(s, self.store, list(quick))
-        by_status: dict[str | None, list[str]] = {}
+        done: list[str] = []
         for ref, p in quick.items():
             mark = marks.get(ref)
             assert p.seen is not None
@@ -314,11 +313,10 @@ class Ingestor:
             result.seen_ids.add(p.order_id)
             result.created.append(p.seen.cursor_date)
             result.unchanged += 1
-            by_status.setdefault(mark.order_status, []).append(ref)
-        for status, refs in by_status.items():
-            self.ledger.checked(s, self.store, refs, now, refresh_due(status, now))
-        done = {ref for refs in by_status.values() for ref in refs}
-        return {ref: p for ref, p in prepared.items() if ref not in done}
+            done.append(ref)
+        self.ledger.checked(s, self.store, done, now)
+        finished = set(done)
+        return {ref: p for ref, p in prepared.items() if ref not in finished}
 
     def _store(
         self,
@@ -360,7 +358,6 @@ class Ingestor:
                     and previous == new_state
                 ):
                     row.last_checked_at = now
-                    row.refresh_due_at = refresh_due(row.order_status, now)
                     result.unchanged += 1
                     continue
                 decisions = decide_events(
@@ -404,7 +401,6 @@ class Ingestor:
                 row.status_id = p.order.status.id
                 row.status_name = p.order.status.name[:100]
                 row.order_status = p.resolution.order_status
-                row.refresh_due_at = refresh_due(row.order_status, now)
                 row.terminal = p.resolution.terminal
                 row.refund_keys = json.dumps(sorted(new_state.refund_keys))
                 if row.content_hash != p.digest or row.payload is None:
@@ -461,7 +457,6 @@ class Ingestor:
         reason = p.error or "unmappable"
         if row is not None and row.state == OrderState.SKIPPED and row.last_error == reason:
             row.last_checked_at = now
-            row.refresh_due_at = refresh_due(None, now)
             return
         self.log.warning("order.skipped", store=self.store, ref=p.ref, reason=reason)
         if row is None:
@@ -482,7 +477,6 @@ class Ingestor:
         row.state = OrderState.SKIPPED
         row.last_error = reason
         row.last_checked_at = now
-        row.refresh_due_at = refresh_due(None, now)
         row.changed_at = now
         row.content_hash = None  # so a corrected order is treated as changed
         self.ledger.log(s, self.store, p.ref, now, "skipped", reason)

@@ -728,7 +728,7 @@ class Poller:
 
     def _mark_checked(self, refs: Sequence[str]) -> None:
         now = self.clock.now()
-        self.ledger.mark_checked(self.store, refs, now, now + timedelta(hours=1))
+        self.ledger.mark_checked(self.store, refs, now)
         self.log.info("orders.missing", store=self.store, count=len(refs), refs=list(refs)[:20])
 
     def dispatch_due(self) -> int:

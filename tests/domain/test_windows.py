@@ -60,11 +60,9 @@ def test_split_range_covers_every_second_once(start, length, chunk):
 
 
 def test_freshness_targets_follow_how_soon_a_status_changes() -> None:
-    from datetime import UTC, datetime
+    from sync.domain.freshness import parse_targets, target_for
 
-    from sync.domain.freshness import refresh_due
-
-    t = datetime(2026, 1, 1, tzinfo=UTC)
-    assert refresh_due("awaiting-payment", t) < refresh_due("shipped", t) < refresh_due(
-        "completed", t)
-    assert refresh_due(None, t) == refresh_due("made-up", t)
+    targets = parse_targets(None)
+    assert target_for("awaiting-payment", targets) < target_for("shipped", targets) < (
+        target_for("completed", targets))
+    assert target_for(None, targets) == target_for("made-up", targets)

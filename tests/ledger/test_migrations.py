@@ -232,7 +232,6 @@ def test_create_all_database_is_adopted_by_upgrade(db_url: str) -> None:
         assert model_diff(db_url) == []
         order = ledger.get_order("s1", "r1")
         assert order is not None and order.first_seen_at == NOW
-        assert order.refresh_due_at == NOW  # 0002 starts it at last_checked_at
     finally:
         ledger.dispose()
 
@@ -322,9 +321,41 @@ def test_0003_reopens_cancelled_orders_the_old_status_map_closed(db_url: str) ->
     try:
         reopened = ledger.get_order("s1", "c")
         assert reopened is not None and not reopened.terminal
-        assert reopened.refresh_due_at == NOW
         for ref in ("r", "d"):
             row = ledger.get_order("s1", ref)
             assert row is not None and row.terminal
     finally:
         ledger.dispose()
+
+
+def test_0006_drops_the_unused_re_read_due_time_and_keeps_every_order(db_url: str) -> None:
+    """Re-reads are planned from status and last read; the per-order due time (written on
+    every read, read by nothing) goes, the orders stay, and a downgrade brings it back."""
+    schema.upgrade(db_url, "0005")
+    execute(db_url, "INSERT INTO ledger_orders (store, ref, source_order_id, first_seen_at,"
+            " last_checked_at, changed_at, state, terminal, refund_keys, version, attempts,"
+            " deleted, refresh_due_at) VALUES ('s1', 'r1', '1', '2026-01-15 12:00:00',"
+            " '2026-01-15 12:00:00', '2026-01-15 12:00:00', 'synced', false, '[]', 1, 0,"
+            " false, '2026-01-15 13:00:00')")
+    schema.upgrade(db_url)
+    assert model_diff(db_url) == []
+    engine = sa.create_engine(db_url)
+    try:
+        columns = {c["name"] for c in sa.inspect(engine).get_columns("ledger_orders")}
+        assert "refresh_due_at" not in columns
+    finally:
+        engine.dispose()
+    ledger = Ledger(db_url)
+    try:
+        order = ledger.get_order("s1", "r1")
+        assert order is not None and order.last_checked_at == NOW
+    finally:
+        ledger.dispose()
+    schema.downgrade(db_url, "0005")
+    engine = sa.create_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            due = conn.execute(sa.text("SELECT refresh_due_at FROM ledger_orders")).scalar()
+        assert due is not None
+    finally:
+        engine.dispose()

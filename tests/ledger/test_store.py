@@ -92,7 +92,7 @@ def test_a_grown_ledger_is_looked_up_by_its_unique_key_after_refresh_statistics(
             conn.execute(text("ALTER TABLE ledger_orders SET (autovacuum_enabled = false)"))
             conn.execute(insert(OrderRow.__table__), [
                 dict(store="s1", ref=str(i), source_order_id=str(i), first_seen_at=NOW,
-                     last_checked_at=NOW, changed_at=NOW, refresh_due_at=NOW,
+                     last_checked_at=NOW, changed_at=NOW,
                      state=OrderState.SYNCED, version=1, attempts=0, terminal=False,
                      deleted=False)
                 for i in range(20_000)])
