@@ -10,12 +10,15 @@ polls the stores whose **lease** it holds (``fleet_poller_leases``):
 * it heartbeats (its first look only that: pollers started together then count each other),
   counts the pollers seen within one lease period, and takes free or expired stores up to
   its share (``ceil(stores / pollers)``, all it needs in one statement), handing surplus
-  stores back when another poller joins; leases are renewed every third of the period from
-  this thread, so a long pass never loses its store. A lease is written for the period less one look
-  (``registry_every``, 2 s), so a dead poller's stores are taken over within one lease
-  period of its last renewal. A store whose lease was taken over, that was paused or
-  removed, stops after its current step. A poller that cannot renew for a whole period
-  (database gone) stops all its stores: another poller may own them by then.
+  stores back when another poller joins; leases are renewed at every look (and every third
+  of the period) from this thread, so a long pass never loses its store. A lease is written
+  for the period less three looks (:data:`HOLD_MARGIN_LOOKS` × ``registry_every``: 6 s), so
+  a dead poller's stores are taken over within one lease period of its last renewal even
+  when the survivor's next look comes late (a busy process: 25 store threads share its
+  interpreter; measured 32.5 s with a margin of one look, 2 s). A store whose lease was
+  taken over, that was paused or removed, stops after its current step. A poller that
+  cannot renew for a whole hold (database gone) stops all its stores: another poller may
+  own them by then.
 * each held store runs in its own :class:`StoreLoop` thread with its own runtime (source,
   WiredPlus client, limiters: per API key, per account, per client) over the shared ledger,
   so a store with 100,000 orders to backfill takes only its own thread's share of the
@@ -69,6 +72,11 @@ class FleetPolicy:
     retry_first: float = 30.0
     retry_max: float = 600.0
     tick: float = 0.25
+
+
+HOLD_MARGIN_LOOKS = 3
+"""Looks (``registry_every``) a lease is written short of the lease period: one for the
+look that finds it expired, two for that look running late in a busy process."""
 
 
 def poller_id() -> str:
@@ -225,9 +233,12 @@ class Fleet:
 
     @property
     def _hold(self) -> timedelta:
-        """How long a lease is written for: the lease period less one look, so that a dead
-        poller's stores are taken over within ``lease`` of its last renewal."""
-        return self.policy.lease - timedelta(seconds=self.policy.registry_every)
+        """How long a lease is written for (and a heartbeat counts): the lease period less
+        :data:`HOLD_MARGIN_LOOKS` looks, so that a dead poller's stores are taken over
+        within ``lease`` of its last renewal. Renewals come every look: the margin never
+        costs a live poller its stores."""
+        return self.policy.lease - timedelta(
+            seconds=HOLD_MARGIN_LOOKS * self.policy.registry_every)
 
     def reconcile(self) -> None:
         """One look at the registry, the states and the leases (see the module docstring)."""
