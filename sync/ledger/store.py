@@ -536,6 +536,16 @@ class Ledger:
             )
             return [(OpenOrder(r[0], r[1], r[2], r[3], r[4]), not r[5]) for r in rows]
 
+    def oldest_open_read(self, store: str, *, created_after: datetime) -> datetime | None:
+        """When the least recently read open order polling follows was read (None: there is
+        none). One indexed read (``ix_ledger_orders_refresh``)."""
+        with self.session() as s:
+            at: datetime | None = s.scalar(
+                select(OrderRow.last_checked_at)
+                .where(self._open_orders(store, created_after))
+                .order_by(OrderRow.last_checked_at).limit(1))
+            return at
+
     def staleness(self, store: str, *, created_after: datetime, now: datetime) -> Staleness:
         """How long ago the open orders polling follows were last read: count, p50, p95 and
         max in seconds (nearest rank; zeros when there are none). Three indexed reads."""

@@ -66,6 +66,8 @@ RESERVED_WINDOW = 600.0
 REFRESH_BURST = 4.0
 """Most re-read calls polling makes back to back (a tenth of ShopWired's 40-call bucket, so
 other clients of the same API key always find room); the rest are spread between passes."""
+REFRESH_IDLE_MIN_S = 1.0
+"""Least time re-reads leave the ledger alone after finding nothing due."""
 SCOPE_START = "scope_start"
 """Cursor: the earliest created date ordersync imports (see :meth:`Poller.scope_start`)."""
 
@@ -162,6 +164,7 @@ class Poller:
         self._between = PassReport(started_at=clock.now())  # re-reads between passes
         self._calls_seen = source.call_count() or 0
         self._backlog_sweep_at = 0.0
+        self._refresh_idle_until = 0.0  # monotonic: no open order can be due before then
         ingestor.on_unknown_status = self._warn_unknown_status
 
     def _note_growth(self, new_orders: int) -> None:
@@ -552,6 +555,8 @@ class Poller:
         plan, pacer = self._plan, self._pacer
         if plan is None or plan.bound is None:
             return
+        if fresh_since is None and self.clock.monotonic() < self._refresh_idle_until:
+            return
         horizon = self.clock.now() - self.policy.refresh_horizon
         pool = DuePool()
         while pacer.available(self.clock.monotonic()) >= 1:
@@ -562,6 +567,7 @@ class Poller:
                 plan, now, self.clock.monotonic(),
                 functools.partial(self._look_for_due, pool, plan, now, horizon, fresh_since))
             if not chunk:
+                self._idle_until_due(horizon, now)
                 return
             self._account_other_calls(0)  # e.g. a webhook pass since the last look
             window = self._relist_window(chunk, plan, now)
@@ -575,6 +581,17 @@ class Poller:
             # source does not count its calls).
             made = self._count_other_calls()
             pacer.spend(1 if made is None else max(made, 1), self.clock.monotonic())
+
+    def _idle_until_due(self, horizon: datetime, now: datetime) -> None:
+        """Nothing is due: every open order was read within the re-read floor. Until the
+        least recently read one passes the floor, the ticks between passes skip the ledger
+        (a store whose budget outruns its orders — a small shop, or limits off — asked it
+        for every status four times a second). At least :data:`REFRESH_IDLE_MIN_S`; a pass
+        looks again whatever this says."""
+        oldest = self.ledger.oldest_open_read(self.store, created_after=horizon)
+        floor = self.policy.refresh_min_interval
+        wait = (floor if oldest is None else oldest + floor - now).total_seconds()
+        self._refresh_idle_until = self.clock.monotonic() + max(REFRESH_IDLE_MIN_S, wait)
 
     def _look_for_due(self, pool: DuePool, plan: RefreshPlan, now: datetime,
                       horizon: datetime, fresh_since: datetime | None) -> None:

@@ -201,6 +201,35 @@ def test_a_small_shop_re_reads_each_open_order_about_once_a_minute_not_over_and_
         rt.close()
 
 
+def test_a_shop_with_nothing_due_leaves_the_ledger_alone_between_re_reads(
+    db_url: str,
+) -> None:
+    """Defaults, 600 orders: every open order is read within the floor long before the
+    next is due. The ticks in between must not ask the ledger for due orders four times a
+    second (one query per status each time, for every store of a deployment) — and the
+    re-reads must still come once a minute."""
+    clock = FakeClock()
+    sb = _shop(600, clock)
+    rt = _build(db_url, clock, sb)
+    looks: list[float] = []
+    ledger_look = rt.ledger.open_orders_due
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        looks.append(clock.monotonic())
+        return ledger_look(*args, **kwargs)
+
+    rt.ledger.open_orders_due = counted  # type: ignore[method-assign]
+    try:
+        calls = len(_calls_after_install(rt, clock, sb))
+        ticks = 600 / TICK
+        assert calls > 0
+        assert len(looks) <= ticks / 10  # was one a tick: 2,400
+        plan = json.loads(rt.ledger.get_cursor(rt.settings.store, REFRESH_PLAN) or "{}")
+        assert plan["staleness_max_s"] <= 120
+    finally:
+        rt.close()
+
+
 def test_with_healthy_webhooks_polling_is_a_small_safety_net(db_url: str) -> None:
     clock = FakeClock()
     sb = _shop(600, clock)
