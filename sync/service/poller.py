@@ -799,4 +799,3 @@ class Poller:
                 progress(window, part)
         self._dispatch_due(PassReport(started_at=self.clock.now()))
         return total
-
