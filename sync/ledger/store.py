@@ -540,11 +540,16 @@ class Ledger:
         """When the least recently read open order polling follows was read (None: there is
         none). One indexed read (``ix_ledger_orders_refresh``)."""
         with self.session() as s:
-            at: datetime | None = s.scalar(
-                select(OrderRow.last_checked_at)
-                .where(self._open_orders(store, created_after))
-                .order_by(OrderRow.last_checked_at).limit(1))
-            return at
+            return self._read_at_rank(s, self._open_orders(store, created_after), 0)
+
+    @staticmethod
+    def _read_at_rank(s: Session, cond: Any, rank: int) -> datetime | None:
+        """When the ``rank``-th least recently read order matching ``cond`` was read (rank 0:
+        the stalest); None past the last one."""
+        at: datetime | None = s.scalar(select(OrderRow.last_checked_at).where(cond)
+                                       .order_by(OrderRow.last_checked_at)
+                                       .offset(rank).limit(1))
+        return at
 
     def staleness(self, store: str, *, created_after: datetime, now: datetime) -> Staleness:
         """How long ago the open orders polling follows were last read: count, p50, p95 and
@@ -556,9 +561,7 @@ class Ledger:
                 return Staleness(0, 0.0, 0.0, 0.0)
 
             def age_at_rank(rank: int) -> float:
-                # rank 0 = least recently read (the stalest)
-                at = s.scalar(select(OrderRow.last_checked_at).where(cond)
-                              .order_by(OrderRow.last_checked_at).offset(rank).limit(1))
+                at = self._read_at_rank(s, cond, rank)
                 return max(0.0, (now - at).total_seconds()) if at is not None else 0.0
 
             return Staleness(

@@ -12,7 +12,9 @@ from hypothesis import strategies as st
 
 from sync.domain.freshness import FRESHNESS, parse_targets, target_for
 from sync.domain.refresh_plan import (
+    DUE_POOL_MAX_AGE_S,
     IDS_PER_CALL,
+    DuePool,
     OpenOrder,
     RefreshPacer,
     RefreshPlan,
@@ -401,8 +403,6 @@ def test_a_pool_of_due_orders_picks_each_call_what_a_fresh_ledger_look_would(
 ) -> None:
     """Re-reads ask the ledger once for several calls (a busy poller spent a quarter of its
     CPU asking before every call): the orders each call reads must be the same ones."""
-    from sync.domain.refresh_plan import DuePool
-
     rng = random.Random(seed)
     orders = {
         f"r{i:04d}": OpenOrder(f"r{i:04d}", str(i), rng.choice(_POOL_STATUSES),
@@ -431,8 +431,6 @@ def test_a_pool_of_due_orders_picks_each_call_what_a_fresh_ledger_look_would(
 
 
 def test_the_pool_asks_the_ledger_again_once_it_is_older_than_its_limit() -> None:
-    from sync.domain.refresh_plan import DUE_POOL_MAX_AGE_S, DuePool
-
     pool = DuePool()
     assert pool.needs_look(0.0)
     orders = [OpenOrder(f"r{i}", str(i), "paid", NOW - timedelta(hours=1)) for i in range(10)]
