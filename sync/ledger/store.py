@@ -890,6 +890,30 @@ class Ledger:
             )
 
     @staticmethod
+    def add_orders(s: Session, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert orders the ledger does not hold yet (a store's first sight of them), each
+        a dict of :class:`OrderRow` columns, in one executemany inside the caller's
+        transaction: no row object, no ``RETURNING`` (the ORM's one multi-row statement per
+        page had over 2,000 parameters, which psycopg converts in Python every time). A
+        second copy of a ``(store, ref)`` raises ``IntegrityError`` like an added row."""
+        if rows:
+            s.execute(insert(_ORDERS), list(rows))
+
+    @staticmethod
+    def add_log(s: Session, entries: Sequence[dict[str, Any]]) -> None:
+        """History lines (``store``, ``ref``, ``at``, ``action``, ``detail`` as text) in one
+        executemany inside the caller's transaction; see :meth:`log` for one."""
+        if entries:
+            s.execute(insert(_LOG), list(entries))
+
+    @staticmethod
+    def log_entry(store: str, ref: str, at: datetime, action: str,
+                  detail: Any = None) -> dict[str, Any]:
+        """One history line for :meth:`add_log` (``detail`` other than text as JSON)."""
+        text = detail if isinstance(detail, str) or detail is None else json.dumps(detail)
+        return {"store": store, "ref": ref, "at": at, "action": action, "detail": text}
+
+    @staticmethod
     def log(
         s: Session, store: str, ref: str, at: datetime, action: str, detail: Any = None
     ) -> None:

@@ -330,6 +330,10 @@ class Ingestor:
         result = IngestResult()
         result.seen = len(prepared)
         stored: dict[str, _Seen] = {}
+        # Orders seen for the first time are inserted together at the end (one executemany,
+        # no row objects); so are the page's history lines.
+        new_rows: dict[str, dict[str, Any]] = {}
+        history: list[dict[str, Any]] = []
         with self.ledger.session() as s:
             rest = self._mark_unchanged(s, prepared, now, result)
             rows = self.ledger.load_orders(s, self.store, list(rest))
@@ -374,51 +378,48 @@ class Ingestor:
                 ]
                 body = dict(p.body)
                 body["order_update_date"] = order_update_date(p.order, None if row is None else now)
+                facts: dict[str, Any] = {
+                    "order_reference": p.order.reference,
+                    "created_at": p.order.created_at,
+                    "last_checked_at": now,
+                    "changed_at": now,
+                    "status_id": p.order.status.id,
+                    "status_name": p.order.status.name[:100],
+                    "order_status": p.resolution.order_status,
+                    "terminal": p.resolution.terminal,
+                    "refund_keys": json.dumps(sorted(new_state.refund_keys)),
+                }
                 if row is None:
-                    row = OrderRow(
-                        store=self.store,
-                        ref=ref,
-                        source_order_id=p.order_id,
-                        first_seen_at=now,
-                        state=OrderState.PENDING,
-                        version=1,
-                        attempts=0,
-                        terminal=False,
-                        deleted=False,
-                    )
-                    s.add(row)
-                    rows[ref] = row
+                    # Never pushed: due now (its events, if any, follow its UpdateOrder).
+                    new_rows[ref] = {
+                        "store": self.store, "ref": ref, "source_order_id": p.order_id,
+                        "first_seen_at": now, "synced_at": None, "version": 1,
+                        "attempts": 0, "deleted": False, "state": OrderState.PENDING,
+                        "next_attempt_at": now, "last_error": None, "pushed_hash": None,
+                        "wiredplus_id": None, "lease_owner": None, "lease_until": None,
+                        "payload": json.dumps(body, separators=(",", ":"), ensure_ascii=False),
+                        "content_hash": p.digest, **facts,
+                    }
                     result.new += 1
                     action = "seen"
                 else:
                     result.changed += 1
                     row.version = (row.version or 0) + 1
                     action = "changed"
-                row.order_reference = p.order.reference
-                row.created_at = p.order.created_at
-                row.last_checked_at = now
-                row.changed_at = now
-                row.status_id = p.order.status.id
-                row.status_name = p.order.status.name[:100]
-                row.order_status = p.resolution.order_status
-                row.terminal = p.resolution.terminal
-                row.refund_keys = json.dumps(sorted(new_state.refund_keys))
-                if row.content_hash != p.digest or row.payload is None:
-                    row.payload = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-                    row.content_hash = p.digest
-                self.ledger.log(
-                    s,
-                    self.store,
-                    ref,
-                    now,
-                    action,
+                    for column, value in facts.items():
+                        setattr(row, column, value)
+                    if row.content_hash != p.digest or row.payload is None:
+                        row.payload = json.dumps(body, separators=(",", ":"),
+                                                 ensure_ascii=False)
+                        row.content_hash = p.digest
+                history.append(self.ledger.log_entry(
+                    self.store, ref, now, action,
                     {"status": p.order.status.name, "order_status": p.resolution.order_status},
-                )
+                ))
             # Events: insert those not already recorded (a reference is sent at most once).
             all_refs = [e[0] for evs in candidate_events.values() for e in evs]
             existing = self.ledger.existing_event_refs(s, self.store, all_refs)
             for ref, evs in candidate_events.items():
-                row = rows[ref]
                 fresh = [e for e in evs if e[0] not in existing]
                 for event_ref, event_type, payload in fresh:
                     existing.add(event_ref)
@@ -434,8 +435,13 @@ class Ingestor:
                             created_at=now,
                         )
                     )
-                    self.ledger.log(s, self.store, ref, now, "event.decided", event_type)
+                    history.append(self.ledger.log_entry(self.store, ref, now, "event.decided",
+                                                         event_type))
                 result.events += len(fresh)
+                if ref in new_rows:
+                    result.to_push.append(ref)  # inserted pending, due now
+                    continue
+                row = rows[ref]
                 needs_push = row.pushed_hash != row.content_hash or bool(fresh)
                 if needs_push or row.state in (OrderState.PENDING, OrderState.SKIPPED,
                                                OrderState.DEAD):
@@ -444,6 +450,8 @@ class Ingestor:
                     row.next_attempt_at = now
                     row.last_error = None
                     result.to_push.append(ref)
+            self.ledger.add_orders(s, list(new_rows.values()))
+            self.ledger.add_log(s, history)
         if len(self._seen) + len(stored) > SEEN_LIMIT:
             self._seen.clear()
         self._seen.update(stored)  # only once committed
