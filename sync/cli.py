@@ -32,6 +32,7 @@ from typer.core import TyperGroup
 from config.settings import Settings, load_settings
 from sync.domain.text import clean_text
 from sync.errors import FatalError, SyncError
+from sync.gcpolicy import tune_for_daemon
 
 
 def _one_line(message: str, limit: int = 1000) -> str:
@@ -230,6 +231,7 @@ def run() -> None:
     stopper = _Stopper()
     stopper.install()
     _serve_metrics(settings, fleet.log, stores=fleet.held)
+    tune_for_daemon()
     fleet.log.info(
         "daemon.start",
         owner=fleet.owner,
@@ -1035,6 +1037,7 @@ def worker(
     from workers.app import start_worker
 
     assert settings.redis_url is not None
+    tune_for_daemon()  # before the pool forks: its processes inherit it
     if not start_worker(settings.redis_url, concurrency=concurrency, loglevel=loglevel):
         # Celery returns normally after an unrecoverable error (e.g. the broker vanished
         # mid-reconnect): say so and exit non-zero, so every supervisor restarts the worker.
