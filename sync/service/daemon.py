@@ -78,7 +78,7 @@ def step(poller: Poller, now: float, schedule: Schedule) -> None:
         schedule.next_full = now + schedule.interval
         poller.run_pass()
         return
-    if poller.inbox is not None and poller.inbox.pending_refreshes(poller.store, 1):
+    if poller.inbox is not None and poller.inbox.has_requests(poller.store):
         poller.run_webhook_pass()
     if now >= schedule.next_due_check:
         schedule.next_due_check = now + DUE_CHECK_S

@@ -41,7 +41,7 @@ from sync.sinks.wiredplus import WiredPlusClient
 from sync.sources.base import Source
 from sync.sources.shopwired import ShopWiredClient
 from sync.sources.shopwired_source import ShopWiredSource
-from sync.webhook.inbox import WebhookInbox
+from sync.webhook.inbox import RequestBoard, WebhookInbox
 
 if TYPE_CHECKING:
     from sync.service.fleet import Fleet, FleetPolicy
@@ -276,6 +276,7 @@ def build_runtime(
     ledger: Ledger | None = None,
     should_stop: Callable[[], bool] | None = None,
     celery: Any = None,
+    requests: RequestBoard | None = None,
 ) -> Runtime:
     """Assemble one store's sync for ``settings``. Raises ConfigError for missing
     credentials (named) or a database schema this version cannot use.
@@ -284,7 +285,9 @@ def build_runtime(
     tasks (on ``celery``, or an app of its own) when a broker is configured. ``ledger`` is
     shared with other stores' runtimes when given (then :meth:`Runtime.close` leaves it open;
     ``create_schema`` is ignored). ``should_stop`` (e.g. SIGTERM received) makes the pass and
-    the in-process pushes stop after the current step, leaving the rest pending."""
+    the in-process pushes stop after the current step, leaving the rest pending. ``requests``
+    is the board of webhook refresh requests shared by the stores of one process (else the
+    store's loop reads its own)."""
     settings.require_credentials()
     clock = clock or SystemClock()
     log = get_logger("ordersync").bind(store=settings.store)
@@ -318,7 +321,7 @@ def build_runtime(
             dispatcher.should_stop = should_stop
     elif dispatcher is None:
         dispatcher = queue_dispatcher(settings, clock, ledger, celery)
-    inbox = WebhookInbox(ledger, clock)
+    inbox = WebhookInbox(ledger, clock, board=requests)
     # Elastic Path's scan is on updated_at, so it sees every change; refreshing by id would
     # cost one call per order there.
     polls_by_id = settings.source == "shopwired"
@@ -409,8 +412,10 @@ def build_fleet(
     from sync.service.fleet import Fleet, FleetPolicy, poller_id
 
     clock = clock or SystemClock()
+    policy = policy or FleetPolicy(lease=base.poller_lease)
     ledger = _open_ledger(base, create_schema=base.embedded, threads=50)  # a thread per store
     fleet_ledger = FleetLedger(ledger)
+    requests = RequestBoard(ledger, clock, every=policy.tick)
     celery = None
     if not base.embedded:
         from workers.app import make_app
@@ -421,13 +426,13 @@ def build_fleet(
         return build_runtime(
             settings, clock=clock, shopwired_transport=shopwired_transport,
             wiredplus_transport=wiredplus_transport, elasticpath_transport=elasticpath_transport,
-            ledger=ledger, should_stop=should_stop, celery=celery,
+            ledger=ledger, should_stop=should_stop, celery=celery, requests=requests,
         )
 
     return Fleet(
         base=base, ledger=fleet_ledger, clock=clock, log=get_logger("ordersync"), build=build,
         load_specs=registry_loader(base, fleet_ledger),
-        policy=policy or FleetPolicy(lease=base.poller_lease),
+        policy=policy,
         owner=owner or poller_id(),
     )
 

@@ -25,6 +25,7 @@ Contracts
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -109,6 +110,41 @@ def _reason(topic: str) -> str:
     return f"webhook:{topic}"[:64]
 
 
+class RequestBoard:
+    """Which stores have refresh requests waiting, for every store loop of one poller
+    process: one read of the whole table at most every ``every`` seconds (the daemon's
+    tick), however many stores the process polls. Without it each store's loop asked the
+    ledger on every tick — for 50 stores, 200 queries a second that almost always found
+    nothing.
+
+    Contract: :meth:`has_requests` is at most ``every`` seconds behind the ledger (a
+    webhook-announced order waits that much longer, still well under a second); after
+    :meth:`settled` the store counts as having none until the next read. Thread-safe.
+    """
+
+    def __init__(self, ledger: Ledger, clock: Clock, every: float = 0.25) -> None:
+        self.ledger = ledger
+        self.clock = clock
+        self.every = every
+        self._lock = threading.Lock()
+        self._stores: set[str] = set()
+        self._read_at: float | None = None
+
+    def has_requests(self, store: str) -> bool:
+        with self._lock:
+            mono = self.clock.monotonic()
+            if self._read_at is None or mono - self._read_at >= self.every:
+                with self.ledger.session() as s:
+                    self._stores = set(s.scalars(select(RefreshRequestRow.store).distinct()))
+                self._read_at = mono
+            return store in self._stores
+
+    def settled(self, store: str) -> None:
+        """``store`` just dealt with its requests: none until the next read says otherwise."""
+        with self._lock:
+            self._stores.discard(store)
+
+
 class WebhookInbox:
     """Ledger access for the webhook receiver and the refresh scheduler.
 
@@ -116,9 +152,19 @@ class WebhookInbox:
     threads. ``clock`` only supplies ``processed_at`` in :meth:`done`.
     """
 
-    def __init__(self, ledger: Ledger, clock: Clock | None = None) -> None:
+    def __init__(self, ledger: Ledger, clock: Clock | None = None,
+                 board: RequestBoard | None = None) -> None:
         self.ledger = ledger
         self.clock: Clock = clock or SystemClock()
+        self.board = board
+
+    def has_requests(self, store: str) -> bool:
+        """Whether ``store`` has refresh requests waiting: from the shared
+        :class:`RequestBoard` when there is one (at most its ``every`` seconds old), else one
+        indexed read."""
+        if self.board is not None:
+            return self.board.has_requests(store)
+        return bool(self.pending_refreshes(store, 1))
 
     # -- the receiver's write ---------------------------------------------------------------
     def record(
@@ -242,6 +288,8 @@ class WebhookInbox:
         ids = sorted({str(o) for o in order_ids})
         if not ids:
             return 0
+        if self.board is not None:
+            self.board.settled(store)
         stamp = now or self.clock.now()
         rq, wh = RefreshRequestRow, WebhookRow
         with self.ledger.session() as s:

@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
+from sync.clock import FakeClock
 from sync.ledger.models import RefreshRequestRow, WebhookRow
 from sync.ledger.store import Ledger
-from sync.webhook.inbox import PRIORITY_WEBHOOK, PendingRefresh, WebhookInbox
+from sync.webhook.inbox import PRIORITY_WEBHOOK, PendingRefresh, RequestBoard, WebhookInbox
 
 NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 S = "shop"
@@ -231,3 +232,40 @@ def test_concurrent_copies_of_one_delivery_are_recorded_once(inbox: WebhookInbox
     with ledger.session() as s:
         assert s.scalar(select(func.count()).select_from(WebhookRow)) == 1
         assert s.scalar(select(func.count()).select_from(RefreshRequestRow)) == 1
+
+
+# -- the board of requests one poller process shares between its stores ---------------------
+def _count_statements(ledger: Ledger) -> list[str]:
+    seen: list[str] = []
+    event.listen(ledger.engine, "before_cursor_execute",
+                 lambda conn, cur, statement, *a: seen.append(statement))
+    return seen
+
+
+def test_fifty_store_loops_read_the_requests_once_a_tick_not_once_each(ledger: Ledger):
+    clock = FakeClock()
+    board = RequestBoard(ledger, clock, every=0.25)
+    inboxes = {f"s{i}": WebhookInbox(ledger, clock, board=board) for i in range(50)}
+    inboxes["s7"].record("s7", "d1", "order.updated", "42", clock.now(), clock.now())
+    statements = _count_statements(ledger)
+    for _ in range(8):  # two seconds of the daemon's ticks, every store's loop looking
+        waiting = [s for s, inbox in inboxes.items() if inbox.has_requests(s)]
+        assert waiting == ["s7"]
+        clock.advance(0.25)
+    reads = [q for q in statements if "ledger_refresh_requests" in q]
+    assert len(reads) == 8  # was 400: one per store per tick
+
+
+def test_a_request_is_seen_within_a_tick_and_settled_once_read(ledger: Ledger):
+    clock = FakeClock()
+    board = RequestBoard(ledger, clock, every=0.25)
+    inbox = WebhookInbox(ledger, clock, board=board)
+    assert inbox.has_requests(S) is False
+    inbox.record(S, "d1", "order.updated", "42", clock.now(), clock.now())
+    clock.advance(0.25)
+    assert inbox.has_requests(S) is True
+    inbox.done(S, ["42"], read_at=clock.now())
+    assert inbox.has_requests(S) is False  # at once, not a tick later
+    clock.advance(0.25)
+    assert inbox.has_requests(S) is False
+    assert WebhookInbox(ledger).has_requests(S) is False  # without a board: its own read
