@@ -76,6 +76,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -201,14 +202,27 @@ def truncate(text: str, limit: int = MAX_REASON_TEXT) -> str:
 INVALID_JSON: Final = object()
 
 
+_last_decoded = threading.local()
+
+
 def decode_json(text: str) -> Any:
-    """The JSON value of ``text``, or :data:`INVALID_JSON` when it is empty or not JSON."""
+    """The JSON value of ``text``, or :data:`INVALID_JSON` when it is empty or not JSON.
+
+    A response is decoded once: the classifier checks its shape and the client then returns
+    the value, both from the same ``str`` object, so each thread keeps the value of the last
+    text it decoded and hands it out again for that very object (callers only read it)."""
+    last = getattr(_last_decoded, "pair", None)
+    if last is not None and last[0] is text:
+        return last[1]
     if not text.strip():
-        return INVALID_JSON
-    try:
-        return jsoncodec.loads(text)
-    except (ValueError, RecursionError):
-        return INVALID_JSON
+        value: Any = INVALID_JSON
+    else:
+        try:
+            value = jsoncodec.loads(text)
+        except (ValueError, RecursionError):
+            value = INVALID_JSON
+    _last_decoded.pair = (text, value)
+    return value
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:

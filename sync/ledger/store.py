@@ -22,10 +22,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
     Connection,
     Engine,
     Table,
     and_,
+    any_,
     bindparam,
     case,
     create_engine,
@@ -39,7 +42,7 @@ from sqlalchemy import (
     true,
     update,
 )
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from sync.domain.lifecycle import EventTransition, OrderTransition
 
@@ -70,6 +73,23 @@ REFRESH_PLAN = "refresh_plan"  # JSON: open orders, staleness bound and percenti
 ANALYZE_FIRST_AT = 1_000
 """New orders after which the ledger's statistics are first refreshed (then at 2×, 4× …)."""
 ANALYZE_LOCK_KEY = 0x6F72_6473_796E_63  # "ordsync": the advisory lock of a statistics refresh
+
+
+def among(dialect: str, column: ColumnElement[Any] | InstrumentedAttribute[Any],
+          values: Sequence[Any]) -> ColumnElement[bool]:
+    """``column IN values`` for the hot paths (re-reads, first sight, dispatch, claims). On
+    PostgreSQL it is one array parameter, ``column = ANY(:values)``: the statement text is the
+    same whatever the number of values, so SQLAlchemy compiles it once and psycopg converts
+    it once (an ``IN`` list of 100 values is 100 parameters, each coerced by SQLAlchemy and,
+    past 50, the query re-parsed by psycopg in Python on every execution). The btree index
+    serves both forms alike."""
+    if dialect == "postgresql":
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def _dialect(s: Session | Connection) -> str:
+    return s.get_bind().dialect.name if isinstance(s, Session) else s.dialect.name
 
 
 class ReadMark(NamedTuple):
@@ -316,7 +336,8 @@ class Ledger:
             return {}
         rows = s.execute(
             select(OrderRow.ref, OrderRow.state, OrderRow.content_hash)
-            .where(OrderRow.store == store, OrderRow.ref.in_(list(set(refs))))
+            .where(OrderRow.store == store,
+                   among(_dialect(s), OrderRow.ref, list(set(refs))))
         )
         return {r[0]: ReadMark(r[1], r[2]) for r in rows}
 
@@ -325,7 +346,8 @@ class Ledger:
         if not refs:
             return {}
         rows = s.scalars(
-            select(OrderRow).where(OrderRow.store == store, OrderRow.ref.in_(list(set(refs))))
+            select(OrderRow).where(OrderRow.store == store,
+                                   among(_dialect(s), OrderRow.ref, list(set(refs))))
         )
         return {r.ref: r for r in rows}
 
@@ -336,7 +358,8 @@ class Ledger:
         return set(
             s.scalars(
                 select(EventRow.event_reference).where(
-                    EventRow.store == store, EventRow.event_reference.in_(list(set(refs)))
+                    EventRow.store == store,
+                    among(_dialect(s), EventRow.event_reference, list(set(refs))),
                 )
             )
         )
@@ -438,7 +461,7 @@ class Ledger:
                 found.update(s.scalars(
                     select(OrderRow.ref).where(
                         OrderRow.store == store,
-                        OrderRow.ref.in_(refs[i : i + 1000]),
+                        among(_dialect(s), OrderRow.ref, refs[i : i + 1000]),
                         OrderRow.state == OrderState.PENDING,
                         or_(OrderRow.lease_until.is_(None), OrderRow.lease_until < now),
                     )
@@ -741,7 +764,7 @@ class Ledger:
             return [], set()
         due = and_(
             _O.store == store,
-            _O.ref.in_(unique),
+            among(self.engine.dialect.name, _O.ref, unique),
             _O.state == OrderState.PENDING,
             or_(_O.next_attempt_at.is_(None), _O.next_attempt_at <= now),
             or_(_O.lease_until.is_(None), _O.lease_until < now),
@@ -767,7 +790,8 @@ class Ledger:
             return set()
         return set(conn.scalars(
             select(_E.order_ref).distinct().where(
-                _E.store == store, _E.order_ref.in_(list(refs)), _E.state == EventState.PENDING
+                _E.store == store, among(conn.dialect.name, _E.order_ref, list(refs)),
+                _E.state == EventState.PENDING
             )
         ))
 
@@ -884,7 +908,7 @@ class Ledger:
         if refs:
             s.execute(
                 update(OrderRow)
-                .where(OrderRow.store == store, OrderRow.ref.in_(list(refs)))
+                .where(OrderRow.store == store, among(_dialect(s), OrderRow.ref, list(refs)))
                 .values(last_checked_at=now)
                 .execution_options(synchronize_session=False)
             )
