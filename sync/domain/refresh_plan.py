@@ -27,6 +27,7 @@ likely to change may take extra reads, which at most stretches that to 3 and 30 
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,13 +196,23 @@ def most_overdue(
     With ``ahead``, orders not due yet follow the due ones, the nearest to due first: calls
     the share has to spare read ahead, so the sweep never bunches up (after an install every
     order was read at once and would otherwise all fall due at once, a bound later)."""
-    due: list[tuple[timedelta, datetime, str, OpenOrder]] = []
+    # Most overdue first = earliest planned read first (``overdue_by`` is now minus it), so
+    # the order does not depend on ``now``; one interval lookup per status, and only the
+    # ``limit`` first are sorted out of a pool that may hold several calls' worth.
+    intervals: dict[str | None, timedelta | None] = {}
+    due: list[tuple[datetime, datetime, str, OpenOrder]] = []
     for o in orders:
-        late = overdue_by(o, plan, now)
-        if late is not None and (ahead or late >= timedelta(0)):
-            due.append((late, o.last_checked_at, o.ref, o))
-    due.sort(key=lambda d: (-d[0], d[1], d[2]))
-    return [d[3] for d in due[: max(limit, 0)]]
+        status = o.order_status
+        if status in intervals:
+            interval = intervals[status]
+        else:
+            interval = intervals[status] = plan.interval_for(status)
+        if interval is None:
+            continue
+        planned = o.last_checked_at + interval
+        if ahead or planned <= now:
+            due.append((planned, o.last_checked_at, o.ref, o))
+    return [d[3] for d in heapq.nsmallest(max(limit, 0), due, key=lambda d: d[:3])]
 
 
 Read = Literal["ids", "list"]

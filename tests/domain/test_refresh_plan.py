@@ -20,6 +20,7 @@ from sync.domain.refresh_plan import (
     RefreshPlan,
     cheaper_read,
     most_overdue,
+    overdue_by,
     plan_refresh,
     polling_calls_per_second,
     read_cost,
@@ -121,6 +122,28 @@ def test_the_most_overdue_orders_are_read_first() -> None:
     later = OpenOrder("c", "3", "completed", NOW - timedelta(days=2))
     assert most_overdue([fresh, late, later], plan, NOW, 50) == [later, late]
     assert most_overdue([fresh, late, later], plan, NOW, 1) == [later]
+
+
+@given(
+    ages=st.lists(st.tuples(st.sampled_from(["processing", "completed", "made-up", None]),
+                            st.integers(0, 200_000)), max_size=120),
+    limit=st.integers(0, 60),
+    ahead=st.booleans(),
+)
+def test_the_most_overdue_are_those_furthest_past_their_planned_read(
+    ages: list[tuple[str | None, int]], limit: int, ahead: bool,
+) -> None:
+    """Whatever the pool: the orders furthest past their planned read, ties to the least
+    recently read, then by ref — every due one (and with ``ahead`` the not-yet-due after)."""
+    plan = _plan({"processing": 60_000, "completed": 40, "made-up": 3})
+    orders = [OpenOrder(f"r{i:03d}", str(i), status, NOW - timedelta(seconds=age))
+              for i, (status, age) in enumerate(ages)]
+    late = [(overdue_by(o, plan, NOW), o) for o in orders]
+    expected = sorted(((d, o) for d, o in late
+                       if d is not None and (ahead or d >= timedelta(0))),
+                      key=lambda p: (-p[0], p[1].last_checked_at, p[1].ref))
+    assert most_overdue(orders, plan, NOW, limit, ahead=ahead) == [o for _, o in
+                                                                   expected[:limit]]
 
 
 def test_ids_or_relist_whichever_is_fewer_calls() -> None:
