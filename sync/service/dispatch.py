@@ -133,6 +133,9 @@ def batch_priority(ahead: int, batch: int) -> int:
 CHECK_OLDEST = 500
 """Queued sends looked up per check while a store is at its share."""
 
+PRUNE_AT = 20_000
+"""Remembered sends (order, when) above which the ones older than the cooldown are dropped."""
+
 
 @dataclass
 class QueueDispatcher:
@@ -175,6 +178,7 @@ class QueueDispatcher:
     _queued: dict[str, dict[str, float]] = field(default_factory=dict)
     _waiting: dict[str, dict[str, Hashable | None]] = field(default_factory=dict)
     _checked: dict[str, float] = field(default_factory=dict)
+    _prune_at: int = PRUNE_AT
 
     def _send(self, store: str, refs: list[str], ahead: int) -> None:
         """Send ``refs``; ``ahead`` of the store's orders are already queued."""
@@ -188,10 +192,15 @@ class QueueDispatcher:
         self.sent += len(refs)
 
     def _prune(self, now: float) -> None:
-        """Forget sends older than the cooldown: memory stays bounded over a long backfill."""
-        if len(self._recent) > 20_000:
+        """Forget sends older than the cooldown: memory stays bounded over a long backfill.
+        Amortised: after a prune the next waits until the map has doubled (at least
+        :data:`PRUNE_AT` entries), so a store that sent 100,000 orders within one cooldown —
+        none of them old enough to forget — is not copied over again on every dispatch (a
+        backfilling store's loop spent most of its time doing that)."""
+        if len(self._recent) > self._prune_at:
             self._recent = {k: t for k, t in self._recent.items() if now - t < self.cooldown}
             self._stamps = {k: v for k, v in self._stamps.items() if k in self._recent}
+            self._prune_at = max(PRUNE_AT, 2 * len(self._recent))
 
     def backlogged(self, store: str) -> bool:
         return bool(self._waiting.get(store)) or bool(self._queued.get(store))
