@@ -210,9 +210,11 @@ def decode_json(text: str) -> Any:
 
     A response is decoded once: the classifier checks its shape and the client then returns
     the value, both from the same ``str`` object, so each thread keeps the value of the last
-    text it decoded and hands it out again for that very object (callers only read it)."""
+    text it decoded and hands it out once more for that very object (callers only read it;
+    a page is not kept alive past its second use)."""
     last = getattr(_last_decoded, "pair", None)
     if last is not None and last[0] is text:
+        _last_decoded.pair = None
         return last[1]
     if not text.strip():
         value: Any = INVALID_JSON

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from sync import jsoncodec, outcomes
 from sync.errors import FatalError, RetryableError, SkippableError
 from sync.outcomes import (
     MAX_REASON_TEXT,
@@ -280,3 +281,21 @@ def test_elastic_path_follows_the_same_table_reads_and_writes() -> None:
         wp = classify("wiredplus", status, None, body, None, expect="object").kind
         assert classify_elasticpath(status, None, body, None).kind == sw, status
         assert classify_elasticpath(status, None, body, None, write=True).kind == wp, status
+
+
+def test_a_response_is_decoded_once_for_the_classifier_and_the_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[str] = []
+    real = jsoncodec.loads
+
+    def counting(text: str | bytes) -> object:
+        calls.append(str(text))
+        return real(text)
+
+    monkeypatch.setattr(jsoncodec, "loads", counting)
+    body = '[{"id": 1}]' + " " * (len(calls) + 1)  # a fresh str object
+    first = outcomes.decode_json(body)  # the classifier
+    second = outcomes.decode_json(body)  # the client, same response
+    assert first == second == [{"id": 1}] and len(calls) == 1
+    assert outcomes.decode_json(body) == [{"id": 1}] and len(calls) == 2  # not kept longer
