@@ -941,8 +941,7 @@ class Ledger:
     def log(
         s: Session, store: str, ref: str, at: datetime, action: str, detail: Any = None
     ) -> None:
-        text = detail if isinstance(detail, str) or detail is None else json.dumps(detail)
-        s.add(LogRow(store=store, ref=ref, at=at, action=action, detail=text))
+        s.add(LogRow(**Ledger.log_entry(store, ref, at, action, detail)))
 
     @staticmethod
     def owner_filter(store: str, ref: str, owner: str) -> Any:
